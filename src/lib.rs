@@ -1,0 +1,9 @@
+//! tinyderp: a small Tailscale-compatible DERP relay and STUN server.
+//!
+//! Layout (dependencies point one way, `net -> relay -> proto`):
+//! - [`proto`]: sans-IO wire formats (frames, keys, handshake boxes, STUN, HTTP heads).
+//! - [`relay`]: synchronous server state; bytes, events and `now` in, actions out.
+//! - [`net`]: the only module that touches sockets, clocks and the async runtime.
+//! - [`client`]: a DERP client built on `proto`, used by tests, the mesh and the load tool.
+
+pub mod proto;

@@ -1,0 +1,3 @@
+//! The `tinyderp` binary: parse the command line, start logging, run the server.
+
+fn main() {}
