@@ -56,9 +56,9 @@ impl PublicKey {
             (u32::from(b0) << 24) | (u32::from(b1) << 16) | (u32::from(b2) << 8) | u32::from(b3);
         let mut out = String::with_capacity(7);
         out.push('[');
-        for i in 0..5u32 {
-            let index = (bits >> (26 - 6 * i)) & 0x3f;
-            out.push(char::from(ALPHABET[index as usize]));
+        for shift in [26u32, 20, 14, 8, 2] {
+            let index = ((bits >> shift) & 0x3f) as usize;
+            out.extend(ALPHABET.get(index).map(|&c| char::from(c)));
         }
         out.push(']');
         out
@@ -131,8 +131,8 @@ pub fn hex_lower(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len().saturating_mul(2));
     for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        out.extend(DIGITS.get(usize::from(byte >> 4)).map(|&c| char::from(c)));
+        out.extend(DIGITS.get(usize::from(byte & 0x0f)).map(|&c| char::from(c)));
     }
     out
 }
@@ -153,9 +153,9 @@ pub fn parse_hex_32(text: &str) -> Option<[u8; KEY_LEN]> {
 
 fn hex_value(digit: u8) -> Option<u8> {
     match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
+        b'0'..=b'9' => digit.checked_sub(b'0'),
+        b'a'..=b'f' => digit.checked_sub(b'a' - 10),
+        b'A'..=b'F' => digit.checked_sub(b'A' - 10),
         _ => None,
     }
 }
