@@ -7,3 +7,4 @@
 //! - [`client`]: a DERP client built on `proto`, used by tests, the mesh and the load tool.
 
 pub mod proto;
+pub mod relay;
