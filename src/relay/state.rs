@@ -2,7 +2,7 @@
 //! frames and `now`, and answers with [`Action`]s and bytes to write.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -186,6 +186,11 @@ struct KeyConns {
 }
 
 /// The whole server state. See the module documentation for how the net layer drives it.
+///
+/// Sizes: `conns`, `keys` and `watchers` hold one entry per registered connection, so they
+/// are bounded by the net layer's connection limit; everything per connection is bounded
+/// by [`RelayLimits`] and the constants of this module. One call appends at most one
+/// action per connection to `actions` (plus one Close per connection of a ClosePeer key).
 ///
 /// Mesh routes learned from other servers (`--mesh-with`, §8) are not kept yet. They
 /// belong in a `routes: HashMap<PublicKey, MeshRoute>` next to `keys`, consulted in
@@ -897,7 +902,7 @@ impl Relay {
         for (src, receivers) in &self.gone_subscribers {
             assert!(!receivers.is_empty());
             for receiver in receivers {
-                assert!(self.conns[receiver].saw_src.contains(src));
+                assert!(self.conns[receiver].saw_src.binary_search(src).is_ok());
             }
         }
     }
@@ -964,20 +969,23 @@ fn count_peer_gone(counters: &mut Counters, reason: PeerGoneReason) {
 /// the receiver's connection, so if `src` leaves, comes back and sends again, the receiver
 /// is not told a second time (§3.7 quirk).
 fn subscribe(
-    saw_src: &mut HashSet<PublicKey>,
+    saw_src: &mut Vec<PublicKey>,
     receiver: ConnId,
     src: PublicKey,
     gone_subscribers: &mut HashMap<PublicKey, Vec<ConnId>>,
     counters: &mut Counters,
 ) {
-    if src.is_zero() || saw_src.contains(&src) {
+    if src.is_zero() {
         return;
     }
+    let Err(position) = saw_src.binary_search(&src) else {
+        return;
+    };
     if saw_src.len() >= MAX_PEER_GONE_SUBSCRIPTIONS {
         bump(&mut counters.peer_gone_subscriptions_dropped, 1);
         return;
     }
-    saw_src.insert(src);
+    saw_src.insert(position, src);
     gone_subscribers.entry(src).or_default().push(receiver);
 }
 

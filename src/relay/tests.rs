@@ -796,7 +796,7 @@ fn restarting_is_broadcast_to_every_connection() {
 #[test]
 fn idle_connection_state_is_small_and_unallocated() {
     let size = std::mem::size_of::<Conn>();
-    assert!(size <= 384, "Conn is {size} bytes");
+    assert!(size <= 320, "Conn is {size} bytes");
     let mut h = Harness::new();
     let a = h.connect(client(1));
     let conn = h.relay.conn(a).unwrap();
