@@ -283,7 +283,7 @@ pub(crate) fn render(counters: &Counters, stats: &super::RelayStats, out: &mut S
     for (name, help, value) in gauges {
         single(out, name, "gauge", help, value as u64);
     }
-    let counters: [(&str, &str, u64); 10] = [
+    let counters: [(&str, &str, u64); 12] = [
         ("accepts_total", "Connections registered.", c.accepts),
         (
             "dup_client_conns_total",
@@ -322,11 +322,6 @@ pub(crate) fn render(counters: &Counters, stats: &super::RelayStats, out: &mut S
             "Restarting frames written.",
             c.restarting_frames,
         ),
-    ];
-    for (name, help, value) in counters {
-        single(out, name, "counter", help, value);
-    }
-    let counters: [(&str, &str, u64); 2] = [
         (
             "peer_gone_notices_dropped_total",
             "PeerGone notices not queued because the queue was full.",
