@@ -33,7 +33,8 @@ pub const MAX_ENQUEUE_ATTEMPTS: usize = 3;
 /// Most sources one connection remembers for PeerGone(Disconnected) notices (§3.7).
 /// Upstream's set is unbounded; deliveries from sources beyond this bound are still made
 /// but counted in `peer_gone_subscriptions_dropped`, and that receiver will not be told
-/// when those sources leave. 256 keys cost at most ~10 KiB per busy connection.
+/// when those sources leave. A full set costs 8 KiB (sorted keys) plus one entry per
+/// source in the shared reverse index.
 pub const MAX_PEER_GONE_SUBSCRIPTIONS: usize = 256;
 
 /// Most PeerGone notices pending for one connection: one per remembered source plus room

@@ -603,6 +603,35 @@ fn subscription_set_is_bounded_and_counts_what_it_forgets() {
 }
 
 #[test]
+fn peer_gone_notice_queue_is_bounded() {
+    let mut h = Harness::new();
+    let a = h.connect(client(1));
+    let probe = disco(0);
+    // One NotHere per second is allowed indefinitely; nobody drains `a`.
+    let sends = PEER_GONE_NOTICE_DEPTH + 6;
+    for second in 0..sends as u64 {
+        h.frame_at(
+            a,
+            ClientFrame::SendPacket {
+                dst: key(9),
+                data: &probe,
+            },
+            second * 1000,
+        )
+        .unwrap();
+    }
+    assert_eq!(h.relay.counters().peer_gone_notices_dropped, 6);
+    assert_eq!(frames(&h.drain(a)).len(), PEER_GONE_NOTICE_DEPTH);
+}
+
+#[test]
+fn relay_can_live_behind_a_mutex_shared_by_threads() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<Relay>();
+    assert_send::<Action>();
+}
+
+#[test]
 fn ping_gets_one_pending_pong() {
     let mut h = Harness::new();
     let a = h.connect(client(1));
