@@ -5,6 +5,8 @@
 //! - [`relay`]: synchronous server state; bytes, events and `now` in, actions out.
 //! - [`net`]: the only module that touches sockets, clocks and the async runtime.
 //! - [`client`]: a DERP client built on `proto`, used by tests, the mesh and the load tool.
+//! - [`derpmap`]: DERP map snippets for the Tailscale policy file and headscale.
 
+pub mod derpmap;
 pub mod proto;
 pub mod relay;
