@@ -5,8 +5,10 @@
 //! - [`relay`]: synchronous server state; bytes, events and `now` in, actions out.
 //! - [`net`]: the only module that touches sockets, clocks and the async runtime.
 //! - [`client`]: a DERP client built on `proto`, used by tests, the mesh and the load tool.
-//! - [`derpmap`]: DERP map snippets for the Tailscale policy file and headscale.
+//! - [`cli`], [`config`]: command line to validated [`config::Config`]; [`derpmap`]: DERP map snippets.
 
+pub mod cli;
+pub mod config;
 pub mod derpmap;
 pub mod proto;
 pub mod relay;

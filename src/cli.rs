@@ -1,0 +1,864 @@
+//! The command line: flag definitions (whose doc comments are the `--help` text),
+//! derper-compatible spellings, and the exit behaviour for help, version and errors.
+//!
+//! Every flag is collected as a raw string here; [`crate::config::Config::from_flags`]
+//! validates it. The flag set is fixed: the OpenWrt init script maps each UCI option
+//! `foo_bar` to `--foo-bar`.
+//!
+//! argh only understands `--name value`. Copied derper command lines use Go's syntax
+//! (`-hostname x`, `-certmode=manual`, `-verify-clients=true`), so [`normalize_args`]
+//! rewrites those spellings first.
+
+use argh::FromArgs;
+
+use crate::config::Config;
+
+/// Exit status for `--help` and `--version`.
+pub const EXIT_OK: i32 = 0;
+/// Exit status for a command line that cannot be used (same as Go's flag package).
+pub const EXIT_USAGE: i32 = 2;
+/// Program name used in help and messages (argv[0] may be a full path).
+pub const PROGRAM_NAME: &str = "tinyderp";
+/// The crate version, printed by `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// First argument that selects "print DERP map snippets and exit".
+pub const DERPMAP_COMMAND: &str = "derpmap";
+
+/// The raw flags, as argh collects them; see [`crate::config`] for validation and defaults.
+#[derive(FromArgs, Debug, Default, Clone, PartialEq)]
+#[argh(
+    description = "tinyderp: a small Tailscale-compatible DERP relay and STUN server.",
+    usage = "[derpmap] [options]",
+    help_triggers("-h", "--help", "help"),
+    example = "tinyderp --hostname myhome.example.net --state-dir /etc/tinyderp",
+    example = "tinyderp derpmap --hostname myhome.example.net",
+    example = "tinyderp --dev",
+    note = "tinyderp derpmap [options] prints the ready-to-paste DERP map snippets\n\
+(Tailscale policy file, headscale) and exits; give it the same options as\n\
+the server so the snippets match.",
+    note = "Every option is also a UCI option in /etc/config/tinyderp: the flag name\n\
+with _ for - (--stun-port 3478 is option stun_port '3478').",
+    note = "derper spellings work too: -hostname x, -a :443, -c FILE,\n\
+-certmode=manual, -verify-clients=true, -http-port=-1."
+)]
+pub struct Flags {
+    /// where the DERP relay listens (HTTPS over TCP): `:PORT` for every interface (IPv4
+    /// and IPv6), `IP:PORT` or `[IPv6]:PORT`. Default :8443 (uhttpd/LuCI usually holds 443).
+    #[argh(option, short = 'a', arg_name = "ADDR")]
+    pub addr: Option<String>,
+
+    /// UDP port of the STUN server, on the same IP as --addr; -1 turns STUN off. Default
+    /// 3478.
+    #[argh(option, arg_name = "N")]
+    pub stun_port: Option<String>,
+
+    /// port for plain HTTP on the same IP as --addr (captive-portal checks, redirect to
+    /// https); -1 turns it off. Default -1 (off).
+    #[argh(option, arg_name = "N")]
+    pub http_port: Option<String>,
+
+    /// the DNS name (e.g. your DDNS name) or public IP clients use to reach this relay;
+    /// first name in the self-signed certificate. Default localhost.
+    #[argh(option, arg_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// another DNS name to put in the self-signed certificate (repeatable). Default none.
+    #[argh(option, arg_name = "NAME")]
+    pub extra_name: Vec<String>,
+
+    /// an IP address to put in the self-signed certificate (repeatable). Default none.
+    #[argh(option, arg_name = "IP")]
+    pub extra_ip: Vec<String>,
+
+    /// directory for the server key and the generated certificate; keep it across
+    /// upgrades. Default /etc/tinyderp.
+    #[argh(option, arg_name = "DIR")]
+    pub state_dir: Option<String>,
+
+    /// the server's private key file (derper's JSON format), created on first start.
+    /// Default <state-dir>/derper.key.
+    #[argh(option, short = 'c', arg_name = "FILE")]
+    pub server_key: Option<String>,
+
+    /// where the TLS certificate comes from: self-signed (generated once and kept, so its
+    /// pin never changes) or manual (your own files). Default self-signed.
+    #[argh(option, arg_name = "MODE")]
+    pub certmode: Option<String>,
+
+    /// self-signed: where the certificate is generated; manual: where
+    /// <hostname>.crt and <hostname>.key are read. Default <state-dir>.
+    #[argh(option, arg_name = "DIR")]
+    pub certdir: Option<String>,
+
+    /// manual mode: certificate chain file (PEM) instead of <certdir>/<hostname>.crt;
+    /// needs --tls-key. Default none.
+    #[argh(option, arg_name = "FILE")]
+    pub tls_cert: Option<String>,
+
+    /// manual mode: private key file (PEM) instead of <certdir>/<hostname>.key; needs
+    /// --tls-cert. Default none.
+    #[argh(option, arg_name = "FILE")]
+    pub tls_key: Option<String>,
+
+    /// leave the meta certificate out of the TLS chain, so Tailscale v1.82.x clients
+    /// accept a pinned certificate (costs one round trip per connection). Default: meta
+    /// certificate sent.
+    #[argh(switch)]
+    pub no_meta_cert: bool,
+
+    /// region id in the DERP map, 1-999; 900-999 are set aside for user-run relays.
+    /// Default 900.
+    #[argh(option, arg_name = "N")]
+    pub region_id: Option<String>,
+
+    /// short region code shown by clients (tailscale netcheck). Default home.
+    #[argh(option, arg_name = "CODE")]
+    pub region_code: Option<String>,
+
+    /// long region name shown by clients. Default "Home router".
+    #[argh(option, arg_name = "NAME")]
+    pub region_name: Option<String>,
+
+    /// node name in the DERP map, unique across all regions. Default <region-id>a (900a).
+    #[argh(option, arg_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// TCP port clients dial, if a port forward maps another outside port to --addr.
+    /// Default: the --addr port.
+    #[argh(option, arg_name = "N")]
+    pub public_derp_port: Option<String>,
+
+    /// UDP port clients send STUN to, if a port forward changes it; -1 tells clients there
+    /// is no STUN. Default: --stun-port.
+    #[argh(option, arg_name = "N")]
+    pub public_stun_port: Option<String>,
+
+    /// public IPv4 address written into the DERP map, so clients skip DNS; leave unset
+    /// with a DDNS name. Default none.
+    #[argh(option, arg_name = "IP")]
+    pub public_ipv4: Option<String>,
+
+    /// public IPv6 address written into the DERP map; leave unset with a DDNS name.
+    /// Default none.
+    #[argh(option, arg_name = "IP")]
+    pub public_ipv6: Option<String>,
+
+    /// an address or range (e.g. 192.168.1.0/24) allowed to read /debug/varz and the
+    /// detailed status page (repeatable). Default: loopback only (always allowed).
+    #[argh(option, arg_name = "CIDR")]
+    pub metrics_allow: Vec<String>,
+
+    /// how long one write to a client may take before the client is dropped: a Go
+    /// duration like 2s, 10m, 1m30s, 500ms, or plain seconds; 0 = no limit. Default 2s.
+    #[argh(option, arg_name = "DUR")]
+    pub tcp_write_timeout: Option<String>,
+
+    /// TCP keep-alive period (duration as above; 0 = off). Default 10m.
+    #[argh(option, arg_name = "DUR")]
+    pub tcp_keepalive: Option<String>,
+
+    /// drop a connection whose sent data stays unacknowledged this long (Linux
+    /// TCP_USER_TIMEOUT; duration as above; 0 = kernel default). Default 15s.
+    #[argh(option, arg_name = "DUR")]
+    pub tcp_user_timeout: Option<String>,
+
+    /// file holding the 64-hex-digit mesh key shared by relays of one region. Default none.
+    #[argh(option, arg_name = "FILE")]
+    pub mesh_psk_file: Option<String>,
+
+    /// relays to mesh with (derper syntax); not yet supported by this version.
+    #[argh(option, arg_name = "LIST")]
+    pub mesh_with: Option<String>,
+
+    /// admit only nodes known to the local tailscaled; not yet supported by this version.
+    #[argh(switch)]
+    pub verify_clients: bool,
+
+    /// ask this URL whether to admit each node; not yet supported by this version.
+    #[argh(option, arg_name = "URL")]
+    pub verify_client_url: Option<String>,
+
+    /// log verbosity: error, warn, info, debug or trace. Default info.
+    #[argh(option, arg_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// loopback demo: listen on 127.0.0.1:8443 (STUN 127.0.0.1:3478), state dir
+    /// ./tinyderp-dev, unless those options are given too.
+    #[argh(switch)]
+    pub dev: bool,
+
+    /// print the version and exit.
+    #[argh(switch)]
+    pub version: bool,
+}
+
+/// What the program should do, with its validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run the relay.
+    Serve(Config),
+    /// Print the DERP map snippets (needs the certificate pin) and exit.
+    DerpMap(Config),
+}
+
+/// The program should exit now, printing `output`: help, version, or a usage error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliExit {
+    /// Process exit status: [`EXIT_OK`] or [`EXIT_USAGE`].
+    pub code: i32,
+    /// Text to print (no trailing newline needed).
+    pub output: String,
+    /// Print to stderr (errors) rather than stdout (help, version).
+    pub to_stderr: bool,
+}
+
+impl CliExit {
+    fn usage_error(problem: &str) -> CliExit {
+        CliExit {
+            code: EXIT_USAGE,
+            output: format!("{PROGRAM_NAME}: {problem}"),
+            to_stderr: true,
+        }
+    }
+
+    /// Prints the output, with a trailing newline, to the stream it belongs on.
+    pub fn print(&self) {
+        let text = self.output.trim_end_matches('\n');
+        if self.to_stderr {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
+/// Parses the process arguments, `std::env::args()` as is: `args[0]` is the program
+/// name and is ignored. `tinyderp derpmap [options]` selects [`Command::DerpMap`].
+pub fn parse(args: &[String]) -> Result<Command, CliExit> {
+    let rest = args.get(1..).unwrap_or_default();
+    let (derpmap, rest) = match rest.split_first() {
+        Some((first, tail)) if first == DERPMAP_COMMAND => (true, tail),
+        _ => (false, rest),
+    };
+    let normalized = normalize_args(rest).map_err(|problem| CliExit::usage_error(&problem))?;
+    let refs: Vec<&str> = normalized.iter().map(String::as_str).collect();
+    let flags = Flags::from_args(&[PROGRAM_NAME], &refs).map_err(|early| match early.status {
+        Ok(()) => CliExit {
+            code: EXIT_OK,
+            output: early.output,
+            to_stderr: false,
+        },
+        Err(()) => CliExit::usage_error(&one_line(&early.output)),
+    })?;
+    if flags.version {
+        return Err(CliExit {
+            code: EXIT_OK,
+            output: format!("{PROGRAM_NAME} {VERSION}"),
+            to_stderr: false,
+        });
+    }
+    let config =
+        Config::from_flags(&flags).map_err(|err| CliExit::usage_error(&err.to_string()))?;
+    Ok(if derpmap {
+        Command::DerpMap(config)
+    } else {
+        Command::Serve(config)
+    })
+}
+
+/// argh's error text as one line, with a pointer to the help.
+fn one_line(text: &str) -> String {
+    let joined: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    format!(
+        "{} (see {PROGRAM_NAME} --help)",
+        joined.join(" ").trim_end_matches('.')
+    )
+}
+
+/// Whether a known flag takes a value or is a switch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arity {
+    Value,
+    Switch,
+}
+
+/// Every spelling we accept (without dashes), the `--long` name argh knows it by, and
+/// its arity. Includes derper's one-letter flags and its `-tcp-keepalive-time`.
+const KNOWN_FLAGS: &[(&str, &str, Arity)] = &[
+    ("a", "--addr", Arity::Value),
+    ("addr", "--addr", Arity::Value),
+    ("stun-port", "--stun-port", Arity::Value),
+    ("http-port", "--http-port", Arity::Value),
+    ("hostname", "--hostname", Arity::Value),
+    ("extra-name", "--extra-name", Arity::Value),
+    ("extra-ip", "--extra-ip", Arity::Value),
+    ("state-dir", "--state-dir", Arity::Value),
+    ("c", "--server-key", Arity::Value),
+    ("server-key", "--server-key", Arity::Value),
+    ("certmode", "--certmode", Arity::Value),
+    ("certdir", "--certdir", Arity::Value),
+    ("tls-cert", "--tls-cert", Arity::Value),
+    ("tls-key", "--tls-key", Arity::Value),
+    ("no-meta-cert", "--no-meta-cert", Arity::Switch),
+    ("region-id", "--region-id", Arity::Value),
+    ("region-code", "--region-code", Arity::Value),
+    ("region-name", "--region-name", Arity::Value),
+    ("node-name", "--node-name", Arity::Value),
+    ("public-derp-port", "--public-derp-port", Arity::Value),
+    ("public-stun-port", "--public-stun-port", Arity::Value),
+    ("public-ipv4", "--public-ipv4", Arity::Value),
+    ("public-ipv6", "--public-ipv6", Arity::Value),
+    ("metrics-allow", "--metrics-allow", Arity::Value),
+    ("tcp-write-timeout", "--tcp-write-timeout", Arity::Value),
+    ("tcp-keepalive", "--tcp-keepalive", Arity::Value),
+    ("tcp-keepalive-time", "--tcp-keepalive", Arity::Value),
+    ("tcp-user-timeout", "--tcp-user-timeout", Arity::Value),
+    ("mesh-psk-file", "--mesh-psk-file", Arity::Value),
+    ("mesh-with", "--mesh-with", Arity::Value),
+    ("verify-clients", "--verify-clients", Arity::Switch),
+    ("verify-client-url", "--verify-client-url", Arity::Value),
+    ("log-level", "--log-level", Arity::Value),
+    ("dev", "--dev", Arity::Switch),
+    ("version", "--version", Arity::Switch),
+    ("h", "--help", Arity::Switch),
+    ("help", "--help", Arity::Switch),
+];
+
+/// Go's `strconv.ParseBool` spellings.
+const GO_TRUE: &[&str] = &["1", "t", "T", "true", "TRUE", "True"];
+const GO_FALSE: &[&str] = &["0", "f", "F", "false", "FALSE", "False"];
+
+/// Rewrites Go-style spellings into the `--long value` form argh parses:
+/// `-name` -> `--name`, `--name=value` -> `--name value`, `-a`/`-c` -> `--addr`/
+/// `--server-key`, `-switch=true` -> `--switch`, `-switch=false` -> nothing. The token
+/// after a value flag is passed through untouched, so `--http-port -1` works. Unknown
+/// flags are left as they are for argh to report.
+pub fn normalize_args(args: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut tokens = args.iter();
+    while let Some(token) = tokens.next() {
+        if token == "--" {
+            out.push(token.clone());
+            out.extend(tokens.by_ref().cloned());
+            break;
+        }
+        let Some(body) = token.strip_prefix("--").or_else(|| token.strip_prefix('-')) else {
+            out.push(token.clone());
+            continue;
+        };
+        let (name, inline_value) = match body.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (body, None),
+        };
+        let Some(&(_, long, arity)) = KNOWN_FLAGS.iter().find(|(known, _, _)| *known == name)
+        else {
+            out.push(token.clone());
+            continue;
+        };
+        match (arity, inline_value) {
+            (Arity::Value, Some(value)) => {
+                out.push(String::from(long));
+                out.push(String::from(value));
+            }
+            (Arity::Value, None) => {
+                out.push(String::from(long));
+                if let Some(value) = tokens.next() {
+                    out.push(value.clone());
+                }
+            }
+            (Arity::Switch, None) => out.push(String::from(long)),
+            (Arity::Switch, Some(value)) if GO_TRUE.contains(&value) => {
+                out.push(String::from(long));
+            }
+            (Arity::Switch, Some(value)) if GO_FALSE.contains(&value) => {}
+            (Arity::Switch, Some(value)) => {
+                return Err(format!(
+                    "{long}: {value:?} is not true or false (write {long} alone, or {long}=false)"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CertMode, Cidr};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| String::from(*s)).collect()
+    }
+
+    fn argv(args: &[&str]) -> Vec<String> {
+        let mut all = vec![String::from("/usr/sbin/tinyderp")];
+        all.extend(strings(args));
+        all
+    }
+
+    fn serve(args: &[&str]) -> Config {
+        match parse(&argv(args)) {
+            Ok(Command::Serve(config)) => config,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str]) -> String {
+        match parse(&argv(args)) {
+            Err(exit) => {
+                assert_eq!(exit.code, EXIT_USAGE, "{args:?}");
+                assert!(exit.to_stderr);
+                assert_eq!(exit.output.lines().count(), 1, "{:?}", exit.output);
+                exit.output
+            }
+            Ok(command) => panic!("{args:?} should fail, got {command:?}"),
+        }
+    }
+
+    #[test]
+    fn normalize_table() {
+        let table: &[(&[&str], &[&str])] = &[
+            (&["-hostname", "x"], &["--hostname", "x"]),
+            (&["-certmode=manual"], &["--certmode", "manual"]),
+            (&["--certmode=manual"], &["--certmode", "manual"]),
+            (&["-a", ":443"], &["--addr", ":443"]),
+            (&["-a=:443"], &["--addr", ":443"]),
+            (&["-c", "k.json"], &["--server-key", "k.json"]),
+            (&["--stun-port", "3478"], &["--stun-port", "3478"]),
+            (&["-stun-port=3478"], &["--stun-port", "3478"]),
+            (&["-verify-clients"], &["--verify-clients"]),
+            (&["-verify-clients=true"], &["--verify-clients"]),
+            (&["-verify-clients=false"], &[]),
+            (&["--dev=1", "--no-meta-cert=F"], &["--dev"]),
+            (&["-http-port=-1"], &["--http-port", "-1"]),
+            (&["--http-port", "-1"], &["--http-port", "-1"]),
+            (
+                &["-stun-port", "-1", "-dev"],
+                &["--stun-port", "-1", "--dev"],
+            ),
+            (&["--mesh-with="], &["--mesh-with", ""]),
+            (&["-tcp-keepalive-time=5m"], &["--tcp-keepalive", "5m"]),
+            (&["-hostname", "-dev"], &["--hostname", "-dev"]),
+            (&["-h"], &["--help"]),
+            (&["-help"], &["--help"]),
+            (&["-version"], &["--version"]),
+            (&["-bogus=1", "x"], &["-bogus=1", "x"]),
+            (&["--", "-hostname"], &["--", "-hostname"]),
+            (&["--hostname"], &["--hostname"]),
+        ];
+        for (input, expected) in table {
+            assert_eq!(
+                normalize_args(&strings(input)).unwrap(),
+                strings(expected),
+                "{input:?}"
+            );
+        }
+        let err = normalize_args(&strings(&["-verify-clients=yes"])).unwrap_err();
+        assert!(err.starts_with("--verify-clients: \"yes\""), "{err}");
+    }
+
+    #[test]
+    fn defaults() {
+        let config = serve(&[]);
+        assert_eq!(config.listen, "[::]:8443".parse::<SocketAddr>().unwrap());
+        assert_eq!(config.stun, Some("[::]:3478".parse().unwrap()));
+        assert_eq!(config.http, None);
+        assert_eq!(config.hostname, "localhost");
+        assert!(config.extra_names.is_empty() && config.extra_ips.is_empty());
+        assert_eq!(config.state_dir.to_str(), Some("/etc/tinyderp"));
+        assert_eq!(config.server_key.to_str(), Some("/etc/tinyderp/derper.key"));
+        assert_eq!(config.cert.mode, CertMode::SelfSigned);
+        assert_eq!(config.cert.certdir.to_str(), Some("/etc/tinyderp"));
+        assert!(config.cert.meta_cert);
+        assert_eq!(config.mesh_psk_file, None);
+        assert_eq!(config.derp_map.region_id, 900);
+        assert_eq!(config.derp_map.region_code, "home");
+        assert_eq!(config.derp_map.region_name, "Home router");
+        assert_eq!(config.derp_map.node_name, "900a");
+        assert_eq!(config.derp_map.hostname, "localhost");
+        assert_eq!(config.derp_map.derp_port, 8443);
+        assert_eq!(config.derp_map.stun_port, Some(3478));
+        assert_eq!(config.log_level, log::LevelFilter::Info);
+        assert!(config.metrics_allow.is_empty());
+        assert_eq!(config.tcp_write_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(config.tcp_keepalive, Some(Duration::from_secs(600)));
+        assert_eq!(config.tcp_user_timeout, Some(Duration::from_secs(15)));
+        assert!(!config.dev);
+        assert!(config.metrics_allowed("127.0.0.1".parse().unwrap()));
+        assert!(config.metrics_allowed("::1".parse().unwrap()));
+        assert!(config.metrics_allowed("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!config.metrics_allowed("192.168.1.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn every_flag_maps_to_config() {
+        let config = serve(&[
+            "-a",
+            "192.168.1.1:443",
+            "--stun-port",
+            "3479",
+            "--http-port",
+            "80",
+            "--hostname",
+            "myhome.example.net",
+            "--extra-name",
+            "derp.lan",
+            "--extra-name",
+            "router.lan",
+            "--extra-ip",
+            "192.168.1.1",
+            "--extra-ip",
+            "fd00::1",
+            "--state-dir",
+            "/srv/td",
+            "-c",
+            "/srv/key.json",
+            "--certmode",
+            "manual",
+            "--certdir",
+            "/srv/certs",
+            "--tls-cert",
+            "/srv/c.pem",
+            "--tls-key",
+            "/srv/k.pem",
+            "--no-meta-cert",
+            "--region-id",
+            "901",
+            "--region-code",
+            "gran",
+            "--region-name",
+            "Grandma's house",
+            "--node-name",
+            "gran1",
+            "--public-derp-port",
+            "443",
+            "--public-stun-port",
+            "13478",
+            "--public-ipv4",
+            "203.0.113.10",
+            "--public-ipv6",
+            "2001:db8::10",
+            "--metrics-allow",
+            "192.168.1.0/24",
+            "--metrics-allow",
+            "fd00::/8",
+            "--tcp-write-timeout",
+            "0",
+            "--tcp-keepalive",
+            "1m30s",
+            "--tcp-user-timeout",
+            "30",
+            "--mesh-psk-file",
+            "/srv/mesh.key",
+            "--log-level",
+            "DEBUG",
+        ]);
+        assert_eq!(
+            config.listen,
+            "192.168.1.1:443".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(config.stun, Some("192.168.1.1:3479".parse().unwrap()));
+        assert_eq!(config.http, Some("192.168.1.1:80".parse().unwrap()));
+        assert_eq!(config.hostname, "myhome.example.net");
+        assert_eq!(config.extra_names, ["derp.lan", "router.lan"]);
+        assert_eq!(
+            config.extra_ips,
+            [
+                "192.168.1.1".parse::<std::net::IpAddr>().unwrap(),
+                "fd00::1".parse().unwrap()
+            ]
+        );
+        assert_eq!(config.state_dir.to_str(), Some("/srv/td"));
+        assert_eq!(config.server_key.to_str(), Some("/srv/key.json"));
+        assert_eq!(config.cert.mode, CertMode::Manual);
+        assert_eq!(config.cert.certdir.to_str(), Some("/srv/certs"));
+        assert_eq!(
+            config.cert.tls_cert.as_deref().and_then(|p| p.to_str()),
+            Some("/srv/c.pem")
+        );
+        assert_eq!(
+            config.cert.tls_key.as_deref().and_then(|p| p.to_str()),
+            Some("/srv/k.pem")
+        );
+        assert!(!config.cert.meta_cert);
+        let map = &config.derp_map;
+        assert_eq!(
+            (
+                map.region_id,
+                map.region_code.as_str(),
+                map.region_name.as_str()
+            ),
+            (901, "gran", "Grandma's house")
+        );
+        assert_eq!(map.node_name, "gran1");
+        assert_eq!(map.hostname, "myhome.example.net");
+        assert_eq!((map.derp_port, map.stun_port), (443, Some(13478)));
+        assert_eq!(map.ipv4, Some("203.0.113.10".parse().unwrap()));
+        assert_eq!(map.ipv6, Some("2001:db8::10".parse().unwrap()));
+        assert_eq!(
+            config.metrics_allow,
+            [
+                "192.168.1.0/24".parse::<Cidr>().unwrap(),
+                "fd00::/8".parse().unwrap()
+            ]
+        );
+        assert!(config.metrics_allowed("192.168.1.77".parse().unwrap()));
+        assert!(!config.metrics_allowed("10.0.0.1".parse().unwrap()));
+        assert_eq!(config.tcp_write_timeout, None);
+        assert_eq!(config.tcp_keepalive, Some(Duration::from_secs(90)));
+        assert_eq!(config.tcp_user_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(
+            config.mesh_psk_file.as_deref().and_then(|p| p.to_str()),
+            Some("/srv/mesh.key")
+        );
+        assert_eq!(config.log_level, log::LevelFilter::Debug);
+    }
+
+    #[test]
+    fn derper_spellings_are_accepted() {
+        let config = serve(&[
+            "-hostname",
+            "203.0.113.10",
+            "-certmode=manual",
+            "-a",
+            ":443",
+            "-c",
+            "/k",
+            "-stun-port=3478",
+            "-http-port=-1",
+            "-verify-clients=false",
+            "--certdir=/certs",
+        ]);
+        assert_eq!(config.hostname, "203.0.113.10");
+        assert_eq!(config.cert.mode, CertMode::Manual);
+        assert_eq!(config.listen, "[::]:443".parse::<SocketAddr>().unwrap());
+        assert_eq!(config.server_key.to_str(), Some("/k"));
+        assert_eq!(config.stun.map(|a| a.port()), Some(3478));
+        assert_eq!(config.http, None);
+        assert_eq!(config.cert.certdir.to_str(), Some("/certs"));
+    }
+
+    #[test]
+    fn ports_can_be_turned_off() {
+        let config = serve(&["--stun-port", "-1", "--http-port", "-1"]);
+        assert_eq!((config.stun, config.http), (None, None));
+        assert_eq!(config.derp_map.stun_port, None);
+        let config = serve(&["--stun-port=-1", "--public-stun-port", "3478"]);
+        assert_eq!(config.derp_map.stun_port, Some(3478));
+    }
+
+    #[test]
+    fn dev_defaults_and_overrides() {
+        let config = serve(&["--dev"]);
+        assert!(config.dev);
+        assert_eq!(
+            config.listen,
+            "127.0.0.1:8443".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(config.stun, Some("127.0.0.1:3478".parse().unwrap()));
+        assert_eq!(config.state_dir.to_str(), Some("./tinyderp-dev"));
+        assert_eq!(
+            config.server_key.to_str(),
+            Some("./tinyderp-dev/derper.key")
+        );
+        assert_eq!(config.hostname, "localhost");
+        let config = serve(&[
+            "-dev",
+            "-a",
+            "[::1]:9443",
+            "--state-dir",
+            "/tmp/x",
+            "--hostname",
+            "h.lan",
+        ]);
+        assert_eq!(config.listen, "[::1]:9443".parse::<SocketAddr>().unwrap());
+        assert_eq!(config.stun, Some("[::1]:3478".parse().unwrap()));
+        assert_eq!(config.state_dir.to_str(), Some("/tmp/x"));
+        assert_eq!(config.hostname, "h.lan");
+    }
+
+    #[test]
+    fn derpmap_command() {
+        let args = argv(&["derpmap", "-hostname", "myhome.example.net"]);
+        match parse(&args) {
+            Ok(Command::DerpMap(config)) => assert_eq!(config.hostname, "myhome.example.net"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        let help = parse(&argv(&["--help"])).unwrap_err();
+        assert_eq!((help.code, help.to_stderr), (EXIT_OK, false));
+        for flag in [
+            "--addr",
+            "--stun-port",
+            "--http-port",
+            "--hostname",
+            "--extra-name",
+            "--extra-ip",
+            "--state-dir",
+            "--server-key",
+            "--certmode",
+            "--certdir",
+            "--tls-cert",
+            "--tls-key",
+            "--no-meta-cert",
+            "--region-id",
+            "--region-code",
+            "--region-name",
+            "--node-name",
+            "--public-derp-port",
+            "--public-stun-port",
+            "--public-ipv4",
+            "--public-ipv6",
+            "--metrics-allow",
+            "--tcp-write-timeout",
+            "--tcp-keepalive",
+            "--tcp-user-timeout",
+            "--mesh-psk-file",
+            "--mesh-with",
+            "--verify-clients",
+            "--verify-client-url",
+            "--log-level",
+            "--dev",
+            "--version",
+            "derpmap",
+        ] {
+            assert!(help.output.contains(flag), "help lacks {flag}");
+        }
+        assert!(help.output.contains("Default :8443"));
+        assert!(help.output.contains("900-999"));
+        assert_eq!(parse(&argv(&["-h"])).unwrap_err().output, help.output);
+        assert_eq!(
+            parse(&argv(&["derpmap", "--help"])).unwrap_err().output,
+            help.output
+        );
+
+        let version = parse(&argv(&["--version"])).unwrap_err();
+        assert_eq!(
+            version,
+            CliExit {
+                code: EXIT_OK,
+                output: format!("tinyderp {VERSION}"),
+                to_stderr: false
+            }
+        );
+        assert_eq!(parse(&argv(&["-version"])).unwrap_err(), version);
+    }
+
+    #[test]
+    fn errors_are_one_clear_line() {
+        let table: &[(&[&str], &str)] = &[
+            (
+                &["--stun-port", "abc"],
+                "tinyderp: --stun-port: \"abc\" is not a port number (use 1-65535, or -1 to turn STUN off)",
+            ),
+            (
+                &["--http-port", "0"],
+                "tinyderp: --http-port: \"0\" is not a port number (use 1-65535, or -1 to turn plain HTTP off)",
+            ),
+            (&["--public-derp-port", "-1"], "tinyderp: --public-derp-port: \"-1\" is not a port number (use 1-65535)"),
+            (
+                &["--region-id", "1000"],
+                "tinyderp: --region-id: \"1000\" is not a region id (use 1-999; 900-999 are for user-run relays)",
+            ),
+            (&["--region-id", "0"], "tinyderp: --region-id: \"0\" is not a region id (use 1-999; 900-999 are for user-run relays)"),
+            (&["--hostname", "my home"], "tinyderp: --hostname: \"my home\" must not contain spaces"),
+            (
+                &["--hostname", ""],
+                "tinyderp: --hostname: must not be empty (use your DDNS name or public IP, e.g. --hostname myhome.example.net)",
+            ),
+            (
+                &["--certmode", "manual", "--tls-cert", "/c.pem"],
+                "tinyderp: --tls-cert: needs --tls-key too (give both, or neither to use <certdir>/<hostname>.crt/.key)",
+            ),
+            (
+                &["--certmode", "manual", "--tls-key", "/k.pem"],
+                "tinyderp: --tls-key: needs --tls-cert too (give both, or neither to use <certdir>/<hostname>.crt/.key)",
+            ),
+            (
+                &["--tls-cert", "/c.pem", "--tls-key", "/k.pem"],
+                "tinyderp: --tls-cert: only applies with --certmode manual (add it, or drop --tls-cert)",
+            ),
+            (
+                &["-certmode=letsencrypt"],
+                "tinyderp: --certmode: \"letsencrypt\" is not supported (use self-signed or manual; tinyderp has no built-in ACME)",
+            ),
+            (
+                &["--mesh-with", "a.example,b.example"],
+                "tinyderp: --mesh-with: not yet supported by this version of tinyderp; remove the option (run one node per region for now)",
+            ),
+            (
+                &["-verify-clients"],
+                "tinyderp: --verify-clients: not yet supported by this version of tinyderp; remove the option",
+            ),
+            (
+                &["--verify-client-url", "http://127.0.0.1/x"],
+                "tinyderp: --verify-client-url: not yet supported by this version of tinyderp; remove the option",
+            ),
+            (
+                &["--log-level", "loud"],
+                "tinyderp: --log-level: \"loud\" is not a log level (use error, warn, info, debug or trace)",
+            ),
+            (
+                &["--tcp-write-timeout", "2 s"],
+                "tinyderp: --tcp-write-timeout: \"2 s\" is not a duration (use e.g. 2s, 10m, 1m30s, 500ms, or seconds)",
+            ),
+            (&["--tcp-user-timeout", "10h"], "tinyderp: --tcp-user-timeout: must be at most 9h"),
+            (&["--tcp-keepalive", "500ms"], "tinyderp: --tcp-keepalive: must be at least 1s (or 0 to turn keep-alive off)"),
+            (&["--public-ipv4", "2001:db8::1"], "tinyderp: --public-ipv4: \"2001:db8::1\" is not an IPv4 address"),
+            (&["--extra-ip", "router"], "tinyderp: --extra-ip: \"router\" is not an IP address"),
+            (
+                &["--metrics-allow", "lan"],
+                "tinyderp: --metrics-allow: \"lan\" is not an IP range (use e.g. 192.168.1.0/24, fd00::/8 or 192.168.1.10)",
+            ),
+            (&["--region-code", "my home"], "tinyderp: --region-code: \"my home\" must not contain spaces"),
+            (&["--node-name", ""], "tinyderp: --node-name: must not be empty"),
+            (
+                &["-verify-clients=maybe"],
+                "tinyderp: --verify-clients: \"maybe\" is not true or false (write --verify-clients alone, or --verify-clients=false)",
+            ),
+            (&["--bogus"], "tinyderp: Unrecognized argument: --bogus (see tinyderp --help)"),
+            (&["serve"], "tinyderp: Unrecognized argument: serve (see tinyderp --help)"),
+            (&["--hostname"], "tinyderp: No value provided for option '--hostname' (see tinyderp --help)"),
+        ];
+        for (args, expected) in table {
+            assert_eq!(error(args), *expected, "{args:?}");
+        }
+        let too_many: Vec<&str> = (0..=crate::config::MAX_EXTRA_IPS)
+            .flat_map(|_| ["--extra-ip", "10.0.0.1"])
+            .collect();
+        assert_eq!(
+            error(&too_many),
+            "tinyderp: --extra-ip: given 17 times; at most 16 are allowed"
+        );
+    }
+
+    #[test]
+    fn empty_uci_values_mean_unset() {
+        let config = serve(&[
+            "--mesh-with",
+            "",
+            "--verify-client-url",
+            "",
+            "--tls-cert",
+            "",
+            "--public-ipv4",
+            "",
+            "--mesh-psk-file",
+            "",
+            "--stun-port",
+            "",
+        ]);
+        assert_eq!(config.mesh_psk_file, None);
+        assert_eq!(config.derp_map.ipv4, None);
+        assert_eq!(config.stun.map(|a| a.port()), Some(3478));
+    }
+}
