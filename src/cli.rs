@@ -21,6 +21,8 @@ pub const EXIT_USAGE: i32 = 2;
 pub const PROGRAM_NAME: &str = "tinyderp";
 /// The crate version, printed by `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Arguments that show the help (also set in the argh attributes of [`Flags`]).
+const HELP_TRIGGERS: &[&str] = &["-h", "--help", "help"];
 /// First argument that selects "print DERP map snippets and exit".
 pub const DERPMAP_COMMAND: &str = "derpmap";
 
@@ -193,7 +195,7 @@ pub struct Flags {
 }
 
 /// What the program should do, with its validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run the relay.
     Serve(Config),
@@ -233,14 +235,28 @@ impl CliExit {
 }
 
 /// Parses the process arguments, `std::env::args()` as is: `args[0]` is the program
-/// name and is ignored. `tinyderp derpmap [options]` selects [`Command::DerpMap`].
+/// name and is ignored. A `derpmap` word among the options (normally first:
+/// `tinyderp derpmap [options]`) selects [`Command::DerpMap`].
 pub fn parse(args: &[String]) -> Result<Command, CliExit> {
     let rest = args.get(1..).unwrap_or_default();
-    let (derpmap, rest) = match rest.split_first() {
-        Some((first, tail)) if first == DERPMAP_COMMAND => (true, tail),
-        _ => (false, rest),
-    };
-    let normalized = normalize_args(rest).map_err(|problem| CliExit::usage_error(&problem))?;
+    let mut normalized = normalize_args(rest).map_err(|problem| CliExit::usage_error(&problem))?;
+    let in_flag_position = flag_positions(&normalized);
+    // `--help` anywhere shows the help, even after other options (argh would refuse).
+    let wants_help = in_flag_position
+        .iter()
+        .filter_map(|index| normalized.get(*index))
+        .any(|token| HELP_TRIGGERS.contains(&token.as_str()));
+    if wants_help {
+        return Err(help());
+    }
+    let derpmap_at = in_flag_position.iter().copied().find(|index| {
+        normalized
+            .get(*index)
+            .is_some_and(|token| token == DERPMAP_COMMAND)
+    });
+    if let Some(index) = derpmap_at {
+        normalized.remove(index);
+    }
     let refs: Vec<&str> = normalized.iter().map(String::as_str).collect();
     let flags = Flags::from_args(&[PROGRAM_NAME], &refs).map_err(|early| match early.status {
         Ok(()) => CliExit {
@@ -259,11 +275,44 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
     }
     let config =
         Config::from_flags(&flags).map_err(|err| CliExit::usage_error(&err.to_string()))?;
-    Ok(if derpmap {
+    Ok(if derpmap_at.is_some() {
         Command::DerpMap(config)
     } else {
         Command::Serve(config)
     })
+}
+
+/// The full `--help` text, as an exit with status 0 on stdout.
+fn help() -> CliExit {
+    let output = match Flags::from_args(&[PROGRAM_NAME], &["--help"]) {
+        Err(early) => early.output,
+        Ok(_) => String::new(),
+    };
+    CliExit {
+        code: EXIT_OK,
+        output,
+        to_stderr: false,
+    }
+}
+
+/// Indexes of normalized arguments that stand where a flag or a command word may stand:
+/// not the value of an option, and not after `--`.
+fn flag_positions(normalized: &[String]) -> Vec<usize> {
+    let mut positions = Vec::new();
+    let mut tokens = normalized.iter().enumerate();
+    while let Some((index, token)) = tokens.next() {
+        if token == "--" {
+            break;
+        }
+        positions.push(index);
+        let takes_value = KNOWN_FLAGS
+            .iter()
+            .any(|(_, long, arity)| long == token && *arity != Arity::Switch);
+        if takes_value {
+            tokens.next();
+        }
+    }
+    positions
 }
 
 /// argh's error text as one line, with a pointer to the help.
@@ -279,10 +328,14 @@ fn one_line(text: &str) -> String {
     )
 }
 
-/// Whether a known flag takes a value or is a switch.
+/// Whether a known flag takes a value (once or repeatedly) or is a switch.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Arity {
+    /// Takes one value and may be given once.
     Value,
+    /// Takes one value and may be given any number of times.
+    Repeated,
+    /// Takes no value (`=true`/`=false` allowed, as in Go).
     Switch,
 }
 
@@ -294,8 +347,8 @@ const KNOWN_FLAGS: &[(&str, &str, Arity)] = &[
     ("stun-port", "--stun-port", Arity::Value),
     ("http-port", "--http-port", Arity::Value),
     ("hostname", "--hostname", Arity::Value),
-    ("extra-name", "--extra-name", Arity::Value),
-    ("extra-ip", "--extra-ip", Arity::Value),
+    ("extra-name", "--extra-name", Arity::Repeated),
+    ("extra-ip", "--extra-ip", Arity::Repeated),
     ("state-dir", "--state-dir", Arity::Value),
     ("c", "--server-key", Arity::Value),
     ("server-key", "--server-key", Arity::Value),
@@ -312,7 +365,7 @@ const KNOWN_FLAGS: &[(&str, &str, Arity)] = &[
     ("public-stun-port", "--public-stun-port", Arity::Value),
     ("public-ipv4", "--public-ipv4", Arity::Value),
     ("public-ipv6", "--public-ipv6", Arity::Value),
-    ("metrics-allow", "--metrics-allow", Arity::Value),
+    ("metrics-allow", "--metrics-allow", Arity::Repeated),
     ("tcp-write-timeout", "--tcp-write-timeout", Arity::Value),
     ("tcp-keepalive", "--tcp-keepalive", Arity::Value),
     ("tcp-keepalive-time", "--tcp-keepalive", Arity::Value),
@@ -335,10 +388,12 @@ const GO_FALSE: &[&str] = &["0", "f", "F", "false", "FALSE", "False"];
 /// Rewrites Go-style spellings into the `--long value` form argh parses:
 /// `-name` -> `--name`, `--name=value` -> `--name value`, `-a`/`-c` -> `--addr`/
 /// `--server-key`, `-switch=true` -> `--switch`, `-switch=false` -> nothing. The token
-/// after a value flag is passed through untouched, so `--http-port -1` works. Unknown
-/// flags are left as they are for argh to report.
+/// after a value flag is passed through untouched, so `--http-port -1` works. A
+/// single-value flag given twice is an error. Unknown flags are left as they are for
+/// argh to report.
 pub fn normalize_args(args: &[String]) -> Result<Vec<String>, String> {
     let mut out = Vec::with_capacity(args.len());
+    let mut seen_once: Vec<&str> = Vec::new();
     let mut tokens = args.iter();
     while let Some(token) = tokens.next() {
         if token == "--" {
@@ -359,12 +414,18 @@ pub fn normalize_args(args: &[String]) -> Result<Vec<String>, String> {
             out.push(token.clone());
             continue;
         };
+        if arity == Arity::Value {
+            if seen_once.contains(&long) {
+                return Err(format!("{long}: given more than once (give it once)"));
+            }
+            seen_once.push(long);
+        }
         match (arity, inline_value) {
-            (Arity::Value, Some(value)) => {
+            (Arity::Value | Arity::Repeated, Some(value)) => {
                 out.push(String::from(long));
                 out.push(String::from(value));
             }
-            (Arity::Value, None) => {
+            (Arity::Value | Arity::Repeated, None) => {
                 out.push(String::from(long));
                 if let Some(value) = tokens.next() {
                     out.push(value.clone());
@@ -685,11 +746,24 @@ mod tests {
 
     #[test]
     fn derpmap_command() {
-        let args = argv(&["derpmap", "-hostname", "myhome.example.net"]);
-        match parse(&args) {
-            Ok(Command::DerpMap(config)) => assert_eq!(config.hostname, "myhome.example.net"),
+        for args in [
+            &["derpmap", "-hostname", "myhome.example.net"][..],
+            &["-hostname", "myhome.example.net", "derpmap"][..],
+        ] {
+            match parse(&argv(args)) {
+                Ok(Command::DerpMap(config)) => assert_eq!(config.hostname, "myhome.example.net"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        // As an option's value, "derpmap" is just a value.
+        match parse(&argv(&["--region-code", "derpmap"])) {
+            Ok(Command::Serve(config)) => assert_eq!(config.derp_map.region_code, "derpmap"),
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            error(&["derpmap", "derpmap"]),
+            "tinyderp: Unrecognized argument: derpmap (see tinyderp --help)"
+        );
     }
 
     #[test]
@@ -736,6 +810,14 @@ mod tests {
         assert!(help.output.contains("Default :8443"));
         assert!(help.output.contains("900-999"));
         assert_eq!(parse(&argv(&["-h"])).unwrap_err().output, help.output);
+        assert_eq!(
+            parse(&argv(&["--dev", "--help"])).unwrap_err().output,
+            help.output
+        );
+        assert_eq!(
+            parse(&argv(&["--help", "--bogus"])).unwrap_err().output,
+            help.output
+        );
         assert_eq!(
             parse(&argv(&["derpmap", "--help"])).unwrap_err().output,
             help.output
@@ -828,6 +910,7 @@ mod tests {
             (&["--bogus"], "tinyderp: Unrecognized argument: --bogus (see tinyderp --help)"),
             (&["serve"], "tinyderp: Unrecognized argument: serve (see tinyderp --help)"),
             (&["--hostname"], "tinyderp: No value provided for option '--hostname' (see tinyderp --help)"),
+            (&["--hostname", "a", "-hostname=b"], "tinyderp: --hostname: given more than once (give it once)"),
         ];
         for (args, expected) in table {
             assert_eq!(error(args), *expected, "{args:?}");

@@ -91,7 +91,7 @@ pub const MAX_NODE_NAME_LEN: usize = 32;
 pub const PORT_OFF: &str = "-1";
 
 /// The fully validated configuration the server runs with.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// DERP TLS listener. `[::]:PORT` means all interfaces; the listener should clear
     /// IPV6_V6ONLY so it also accepts IPv4 (dual stack).
@@ -213,7 +213,10 @@ impl Config {
         if tcp_keepalive.is_some_and(|period| period < MIN_TCP_KEEPALIVE) {
             return Err(ConfigError::new(
                 "--tcp-keepalive",
-                "must be at least 1s (or 0 to turn keep-alive off)",
+                format!(
+                    "must be at least {}s (or 0 to turn keep-alive off)",
+                    MIN_TCP_KEEPALIVE.as_secs()
+                ),
             ));
         }
         let tcp_user_timeout = parse_tcp_duration(
@@ -745,7 +748,8 @@ fn parse_tcp_duration(
         Some(text) => parse_go_duration(text).map_err(|problem| ConfigError::new(flag, problem))?,
     };
     if duration > MAX_TCP_DURATION {
-        return Err(ConfigError::new(flag, "must be at most 9h"));
+        let hours = MAX_TCP_DURATION.as_secs() / 3600;
+        return Err(ConfigError::new(flag, format!("must be at most {hours}h")));
     }
     Ok(Some(duration).filter(|d| !d.is_zero()))
 }
