@@ -17,7 +17,7 @@ use crate::config::Config;
 pub const EXIT_OK: i32 = 0;
 /// Exit status for a command line that cannot be used (same as Go's flag package).
 pub const EXIT_USAGE: i32 = 2;
-/// Program name used in help and messages (argv[0] may be a full path).
+/// Program name used in help and messages (`argv[0]` may be a full path).
 pub const PROGRAM_NAME: &str = "tinyderp";
 /// The crate version, printed by `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -78,7 +78,7 @@ pub struct Flags {
     pub state_dir: Option<String>,
 
     /// the server's private key file (derper's JSON format), created on first start.
-    /// Default <state-dir>/derper.key.
+    /// Default: derper.key in the state dir.
     #[argh(option, short = 'c', arg_name = "FILE")]
     pub server_key: Option<String>,
 
@@ -88,16 +88,16 @@ pub struct Flags {
     pub certmode: Option<String>,
 
     /// self-signed: where the certificate is generated; manual: where
-    /// <hostname>.crt and <hostname>.key are read. Default <state-dir>.
+    /// HOSTNAME.crt and HOSTNAME.key are read. Default: the state dir.
     #[argh(option, arg_name = "DIR")]
     pub certdir: Option<String>,
 
-    /// manual mode: certificate chain file (PEM) instead of <certdir>/<hostname>.crt;
+    /// manual mode: certificate chain file (PEM) instead of CERTDIR/HOSTNAME.crt;
     /// needs --tls-key. Default none.
     #[argh(option, arg_name = "FILE")]
     pub tls_cert: Option<String>,
 
-    /// manual mode: private key file (PEM) instead of <certdir>/<hostname>.key; needs
+    /// manual mode: private key file (PEM) instead of CERTDIR/HOSTNAME.key; needs
     /// --tls-cert. Default none.
     #[argh(option, arg_name = "FILE")]
     pub tls_key: Option<String>,
@@ -121,7 +121,7 @@ pub struct Flags {
     #[argh(option, arg_name = "NAME")]
     pub region_name: Option<String>,
 
-    /// node name in the DERP map, unique across all regions. Default <region-id>a (900a).
+    /// node name in the DERP map, unique across all regions. Default: the region id and "a" (900a).
     #[argh(option, arg_name = "NAME")]
     pub node_name: Option<String>,
 
