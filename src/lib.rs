@@ -10,5 +10,6 @@
 pub mod cli;
 pub mod config;
 pub mod derpmap;
+pub mod keyfile;
 pub mod proto;
 pub mod relay;
