@@ -361,15 +361,15 @@ fn write_and_rename(temp_path: &Path, path: &Path, contents: &[u8], mode: u32) -
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
     /// A fresh empty directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
+    pub(crate) struct TempDir(pub(crate) PathBuf);
 
     impl TempDir {
-        fn new(tag: &str) -> TempDir {
+        pub(crate) fn new(tag: &str) -> TempDir {
             let mut nonce = [0u8; 8];
             getrandom::getrandom(&mut nonce).unwrap();
             let path = std::env::temp_dir().join(format!(

@@ -7,6 +7,7 @@
 //! - [`client`]: a DERP client built on `proto`, used by tests, the mesh and the load tool.
 //! - [`cli`], [`config`]: command line to validated [`config::Config`]; [`derpmap`]: DERP map snippets.
 
+pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod derpmap;
