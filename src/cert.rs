@@ -1189,6 +1189,43 @@ zzZvnIpgybAsQhxrRfYKgs290IGJEga15Q==\n\
     }
 
     #[test]
+    fn self_signed_dir_problems_are_errors_not_new_pins() {
+        let tmp = TempDir::new("cert-dir");
+        let blocker = tmp.0.join("state");
+        fs::write(&blocker, b"a file where the directory should be").unwrap();
+        let err = load(&self_signed(&blocker, &[HOST], &[])).unwrap_err();
+        assert!(matches!(err, CertError::Io { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "cannot create the directory {}",
+                blocker.display()
+            )),
+            "{text}"
+        );
+
+        // An unreadable key (here: a directory in its place) stops start-up instead of
+        // silently replacing the certificate.
+        let dir = tmp.0.join("ok");
+        let first = load(&self_signed(&dir, &[HOST], &[])).unwrap();
+        let key_path = dir.join(SELF_SIGNED_KEY_FILE);
+        fs::remove_file(&key_path).unwrap();
+        fs::create_dir(&key_path).unwrap();
+        let err = load(&self_signed(&dir, &[HOST], &[])).unwrap_err();
+        assert!(
+            err.to_string().contains(&key_path.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(
+            pin_of(
+                &parse_chain(&dir, &fs::read(dir.join(SELF_SIGNED_CERT_FILE)).unwrap()).unwrap()[0]
+            ),
+            first.pin,
+            "certificate left in place"
+        );
+    }
+
+    #[test]
     fn meta_cert_matches_upstream_layout() {
         let key = test_key();
         let der = meta_cert(&key).unwrap();
