@@ -19,4 +19,7 @@
 )]
 
 pub mod frame;
+pub mod handshake;
+pub mod http;
 pub mod key;
+pub mod stun;
