@@ -441,6 +441,25 @@ d0b5afa1d0aa13e6b12c5fd0b332b2c7f66ce37bd3833b453a5578fc99da20ede2cb54dd31743fa4
     }
 
     #[test]
+    fn go_sealed_client_info_frame_opens() {
+        // Frame a Go client would send with the vector above: client = A, server = B.
+        let (_, a_pub, b, _) = go_keys();
+        let mut frame = vec![0x02, 0x00, 0x00, 0x00, 0x68];
+        frame.extend_from_slice(a_pub.as_bytes());
+        frame.extend(hex(GO_SEALED));
+        assert_eq!(frame.len(), HEADER_LEN + 104);
+        let expected = ClientInfo {
+            version: 2,
+            can_ack_pings: true,
+            ..ClientInfo::default()
+        };
+        assert_eq!(
+            open_client_info(&b, &frame[HEADER_LEN..]),
+            Ok((a_pub, expected))
+        );
+    }
+
+    #[test]
     fn open_rejects_tampering_and_short_input() {
         let (_, a_pub, b, _) = go_keys();
         let mut sealed = hex(GO_SEALED);
