@@ -9,6 +9,7 @@
 
 pub mod cert;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod derpmap;
 pub mod keyfile;
