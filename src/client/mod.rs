@@ -514,6 +514,11 @@ impl Client {
         self.reader.recv().await
     }
 
+    /// Closes the connection's write side (the server sees EOF and drops the client).
+    pub async fn close(mut self) -> io::Result<()> {
+        self.writer.close().await
+    }
+
     /// Separates reading and writing so two tasks can use the connection.
     pub fn split(self) -> (ClientReader, ClientWriter) {
         (self.reader, self.writer)
@@ -562,7 +567,8 @@ async fn connect_inner(cfg: &ClientConfig) -> io::Result<Client> {
     let info = ClientInfo {
         mesh_key: cfg.mesh_key,
         version: CLIENT_VERSION,
-        can_ack_pings: true,
+        // Like Go: tailscaled's clients answer pings, derper's mesh clients do not say so.
+        can_ack_pings: cfg.mesh_key.is_none(),
         is_prober: cfg.is_prober,
         app_name: None,
     };

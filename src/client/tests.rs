@@ -24,6 +24,8 @@ enum Behaviour {
     Silent,
     /// Read ClientInfo, then close without ServerInfo (a rejected client).
     CloseAfterClientInfo,
+    /// Send a KeepAlive where ServerInfo belongs.
+    KeepAliveFirst,
 }
 
 /// What the server observed, for assertions.
@@ -160,6 +162,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return Ok(());
     }
     out.clear();
+    if behaviour == Behaviour::KeepAliveFirst {
+        frame::encode_keep_alive(&mut out);
+    }
     handshake::encode_server_info(&mut out, &secret, &client);
     stream.write_all(&out).await?;
     stream.flush().await?;
@@ -277,6 +282,7 @@ fn slow_path_over_plaintext() {
         );
         assert_eq!(client.local_addr().ip(), addr.ip());
         assert_echo_and_pong(&mut client).await;
+        client.close().await.unwrap();
     });
 }
 
@@ -298,6 +304,10 @@ fn fast_path_with_meta_certificate() {
         assert!(seen.fast_start);
         assert_eq!(seen.info.mesh_key, Some([0xcd; 32]));
         assert!(seen.info.is_prober);
+        assert!(
+            !seen.info.can_ack_pings,
+            "mesh clients do not claim to ack pings"
+        );
         assert_echo_and_pong(&mut client).await;
     });
 }
@@ -409,6 +419,14 @@ fn refusals_and_timeouts() {
             .unwrap();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert!(seen.recv().await.is_ok());
+
+        let (addr, _seen) = start_server(secret.clone(), None, Behaviour::KeepAliveFirst).await;
+        let err = Client::connect(&client_config(addr, TlsVerify::Plaintext, false))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("wrong_frame_type"), "{err}");
 
         let (addr, _seen) = start_server(secret.clone(), None, Behaviour::Silent).await;
         let mut cfg = client_config(addr, TlsVerify::Plaintext, false);
