@@ -69,7 +69,9 @@ struct AcceptAnyCert {
     provider: Arc<CryptoProvider>,
 }
 
-/// Accepts exactly one non-meta certificate whose SHA-256 equals the pin.
+/// Accepts exactly one non-meta certificate whose SHA-256 equals the pin, which must be
+/// within its validity period and, when a DNS name was dialed, valid for that name
+/// (the checks of Go's `tlsdial.SetConfigExpectedCertHash`).
 #[derive(Debug)]
 struct PinnedCert {
     provider: Arc<CryptoProvider>,
@@ -80,6 +82,8 @@ fn check_pin(
     pin: &str,
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
+    server_name: &ServerName<'_>,
+    now: UnixTime,
 ) -> Result<(), TlsError> {
     let mut others = std::iter::once(end_entity)
         .chain(intermediates)
@@ -89,13 +93,113 @@ fn check_pin(
             "pinned server must present exactly one non-meta certificate".into(),
         ));
     };
-    if cert_pin(only) == pin {
-        Ok(())
-    } else {
-        Err(TlsError::General(
+    if cert_pin(only) != pin {
+        return Err(TlsError::General(
             "certificate does not match the pin".into(),
-        ))
+        ));
     }
+    // Like Go: the name is checked only when one was dialed (an IP dial has none).
+    if let ServerName::DnsName(_) = server_name {
+        webpki::EndEntityCert::try_from(only)
+            .and_then(|cert| cert.verify_is_valid_for_subject_name(server_name))
+            .map_err(|err| {
+                TlsError::General(format!("pinned certificate not valid for the name: {err}"))
+            })?;
+    }
+    let (not_before, not_after) = cert_validity(only.as_ref()).ok_or_else(|| {
+        TlsError::General("pinned certificate has an unreadable validity period".into())
+    })?;
+    let now = now.as_secs();
+    if now < not_before {
+        return Err(TlsError::General(
+            "pinned certificate is not valid yet (is the clock right?)".into(),
+        ));
+    }
+    if now > not_after {
+        return Err(TlsError::General("pinned certificate has expired".into()));
+    }
+    Ok(())
+}
+
+/// Splits one DER element off `input`: (tag, contents, rest). Definite lengths up to
+/// 4 length bytes only, which covers every certificate.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (bytes, after) = rest.split_at_checked(count)?;
+        rest = after;
+        bytes
+            .iter()
+            .fold(0usize, |acc, &byte| (acc << 8) | usize::from(byte))
+    };
+    let (contents, rest) = rest.split_at_checked(len)?;
+    Some((tag, contents, rest))
+}
+
+/// Reads (notBefore, notAfter) in Unix seconds from a certificate's TBSCertificate:
+/// `SEQ { SEQ { [0] version?, serial, signature alg, issuer, SEQ { time, time } ... } ... }`.
+fn cert_validity(der: &[u8]) -> Option<(u64, u64)> {
+    const SEQUENCE: u8 = 0x30;
+    const VERSION_TAG: u8 = 0xa0;
+    let (SEQUENCE, cert, _) = der_element(der)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = der_element(cert)? else {
+        return None;
+    };
+    let (tag, _, mut rest) = der_element(tbs)?;
+    if tag == VERSION_TAG {
+        (_, _, rest) = der_element(rest)?; // serial
+    }
+    let (_, _, rest) = der_element(rest)?; // signature algorithm
+    let (_, _, rest) = der_element(rest)?; // issuer
+    let (SEQUENCE, validity, _) = der_element(rest)? else {
+        return None;
+    };
+    let (before_tag, before, rest) = der_element(validity)?;
+    let (after_tag, after, _) = der_element(rest)?;
+    Some((der_time(before_tag, before)?, der_time(after_tag, after)?))
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`, tag 0x17) or GeneralizedTime (`YYYYMMDDHHMMSSZ`, tag 0x18)
+/// to Unix seconds; times before 1970 read as 0.
+fn der_time(tag: u8, text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
+    let (year, rest) = match tag {
+        0x17 => {
+            let (yy, rest) = text.split_at_checked(2)?;
+            let yy: i64 = yy.parse().ok()?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, rest)
+        }
+        0x18 => {
+            let (yyyy, rest) = text.split_at_checked(4)?;
+            (yyyy.parse().ok()?, rest)
+        }
+        _ => return None,
+    };
+    if rest.len() != 10 || !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let field = |at: usize| -> Option<i64> { rest.get(at..at + 2)?.parse().ok() };
+    let (month, day) = (field(0)?, field(2)?);
+    let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
+    // Days from 1970-01-01 to the civil date (proleptic Gregorian), Hinnant's algorithm.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(u64::try_from(seconds).unwrap_or(0))
 }
 
 macro_rules! signature_checks {
@@ -156,11 +260,12 @@ impl ServerCertVerifier for PinnedCert {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        check_pin(&self.pin, end_entity, intermediates).map(|()| ServerCertVerified::assertion())
+        check_pin(&self.pin, end_entity, intermediates, server_name, now)
+            .map(|()| ServerCertVerified::assertion())
     }
 
     signature_checks!();
@@ -219,23 +324,69 @@ mod tests {
         assert_eq!(meta_cert_key(&[short]), None);
     }
 
+    fn cert(
+        name: &str,
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    /// 2026-11-22T00:00:00Z.
+    const NOW: u64 = 1_795_305_600;
+
     #[test]
     fn pin_rules() {
-        let leaf = CertificateDer::from(b"leaf".to_vec());
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(NOW));
+        let ip: ServerName<'static> = ServerName::try_from("127.0.0.1").unwrap();
+        let dns: ServerName<'static> = ServerName::try_from("derp.example.com").unwrap();
+        let other_dns: ServerName<'static> = ServerName::try_from("other.example.com").unwrap();
+        let leaf = cert("derp.example.com", (2000, 1, 1), (2100, 1, 1));
         let meta = CertificateDer::from(format!("derpkey{}", "00".repeat(32)).into_bytes());
-        let other = CertificateDer::from(b"intermediate".to_vec());
-        let real_pin = cert_pin(&leaf);
-        assert!(real_pin.starts_with(PIN_PREFIX));
-        assert_eq!(real_pin.len(), PIN_PREFIX.len() + 64);
-        assert!(check_pin(&real_pin, &leaf, &[]).is_ok());
-        assert!(check_pin(&real_pin, &leaf, std::slice::from_ref(&meta)).is_ok());
-        assert!(check_pin(&real_pin, &leaf, std::slice::from_ref(&other)).is_err());
+        let other = cert("derp.example.com", (2000, 1, 1), (2100, 1, 1));
+        let pin = cert_pin(&leaf);
+        assert!(pin.starts_with(PIN_PREFIX));
+        assert_eq!(pin.len(), PIN_PREFIX.len() + 64);
+
+        assert!(check_pin(&pin, &leaf, &[], &ip, now).is_ok());
+        assert!(check_pin(&pin, &leaf, &[], &dns, now).is_ok());
+        assert!(check_pin(&pin, &leaf, std::slice::from_ref(&meta), &ip, now).is_ok());
+        assert!(check_pin(&pin, &leaf, std::slice::from_ref(&other), &ip, now).is_err());
         assert!(
-            check_pin(&real_pin, &meta, &[]).is_err(),
+            check_pin(&pin, &meta, &[], &ip, now).is_err(),
             "nothing left after skipping"
         );
-        assert!(check_pin(&real_pin.to_uppercase(), &leaf, &[]).is_err());
-        assert!(check_pin(&cert_pin(&other), &leaf, &[]).is_err());
+        assert!(check_pin(&pin.to_uppercase(), &leaf, &[], &ip, now).is_err());
+        assert!(check_pin(&cert_pin(&other), &leaf, &[], &ip, now).is_err());
+        // Name checked only for DNS names, like Go (an IP dial has no server name).
+        assert!(check_pin(&pin, &leaf, &[], &other_dns, now).is_err());
+
+        let expired = cert("derp.example.com", (2000, 1, 1), (2001, 1, 1));
+        let err = check_pin(&cert_pin(&expired), &expired, &[], &ip, now).unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
+        let future = cert("derp.example.com", (2099, 1, 1), (2100, 1, 1));
+        let err = check_pin(&cert_pin(&future), &future, &[], &ip, now).unwrap_err();
+        assert!(err.to_string().contains("not valid yet"), "{err}");
+    }
+
+    #[test]
+    fn validity_is_read_from_der() {
+        // UTCTime until 2049, GeneralizedTime from 2050 on (RFC 5280).
+        let leaf = cert("a.example", (1975, 1, 1), (2050, 3, 1));
+        assert_eq!(cert_validity(&leaf), Some((157_766_400, 2_529_705_600)));
+        let leaf = cert("a.example", (2026, 11, 22), (4096, 1, 1));
+        assert_eq!(cert_validity(&leaf).map(|(b, _)| b), Some(NOW));
+        assert_eq!(der_time(0x17, b"991231235959Z"), Some(946_684_799));
+        assert_eq!(der_time(0x18, b"20000229000000Z"), Some(951_782_400));
+        assert_eq!(der_time(0x17, b"700101000000Z"), Some(0));
+        assert_eq!(der_time(0x17, b"991231235959"), None);
+        assert_eq!(der_time(0x13, b"991231235959Z"), None);
+        assert_eq!(cert_validity(b"\x30\x03\x30\x01"), None);
+        assert_eq!(cert_validity(&[]), None);
     }
 
     #[test]
