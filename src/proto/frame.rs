@@ -985,4 +985,28 @@ mod tests {
         disco[0] = b'X';
         assert!(!looks_like_disco(&disco));
     }
+
+    /// Deterministic xorshift64 byte source for the no-panic sweeps below.
+    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                (*seed >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parsers_never_panic_on_noise() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..20_000usize {
+            let len = round % 90;
+            let bytes = noise(&mut seed, len + 1);
+            let (kind, payload) = (bytes[0] % 0x18, &bytes[1..]);
+            let _ = parse_server_frame(kind, payload);
+            let _ = parse_client_frame(kind, payload);
+        }
+    }
 }

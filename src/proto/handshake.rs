@@ -705,4 +705,39 @@ d0b5afa1d0aa13e6b12c5fd0b332b2c7f66ce37bd3833b453a5578fc99da20ede2cb54dd31743fa4
         }
         assert_eq!(HandshakeError::BoxOpenFailed.reason(), "box_open_failed");
     }
+
+    /// Deterministic xorshift64 byte source for the no-panic sweeps below.
+    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                (*seed >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parsers_never_panic_on_noise() {
+        let server = SecretKey::from_bytes([3; 32]);
+        let mut seed = 0x5555_aaaa_1234_4321;
+        for round in 0..3_000usize {
+            let bytes = noise(&mut seed, round % 120);
+            let _ = parse_client_info_json(&bytes);
+            let _ = open_client_info(&server, &bytes);
+            let _ = parse_server_key_payload(&bytes);
+        }
+        for json in [
+            "{\"meshKey\":",
+            "{\"version\":1e400}",
+            "[[[[[[",
+            "{\"a\":\"\\u12\"}",
+        ] {
+            assert_eq!(
+                parse_client_info_json(json.as_bytes()),
+                Err(HandshakeError::BadJson)
+            );
+        }
+    }
 }

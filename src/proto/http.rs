@@ -367,4 +367,26 @@ Connection: close\r\n\r\n"
             assert_eq!(challenge_response_value(bad), None, "{bad:?}");
         }
     }
+
+    /// Deterministic xorshift64 byte source for the no-panic sweeps below.
+    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                (*seed >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parser_never_panics_on_noise() {
+        let mut seed = 0x0bad_cafe_dead_beef;
+        for round in 0..5_000usize {
+            let mut bytes = GO_FAST_START[..round % GO_FAST_START.len()].to_vec();
+            bytes.extend(noise(&mut seed, round % 64));
+            let _ = parse_request_head(&bytes);
+        }
+    }
 }

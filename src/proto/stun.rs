@@ -532,4 +532,31 @@ mod tests {
         assert_eq!(StunError::BadAttributes.reason(), "bad_attributes");
         assert_eq!(StunError::BadFingerprint.reason(), "bad_fingerprint");
     }
+
+    /// Deterministic xorshift64 byte source for the no-panic sweeps below.
+    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                (*seed >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parsers_never_panic_on_noise() {
+        let mut seed = 0x1234_5678_9abc_def1;
+        for round in 0..20_000usize {
+            let mut bytes = noise(&mut seed, round % 80);
+            // Make most inputs get past the header checks.
+            if bytes.len() >= HEADER_LEN && round % 4 != 0 {
+                bytes[0] &= 0x01;
+                bytes[4..8].copy_from_slice(&MAGIC_COOKIE);
+            }
+            let _ = parse_binding_request(&bytes);
+            let _ = parse_binding_response(&bytes);
+        }
+    }
 }
