@@ -131,6 +131,32 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where the certificate comes from: a self-signed one for the hostname (an IP
+    /// literal becomes an IP SAN) plus extra names and IPs, or derper-style manual files.
+    pub fn cert_source(&self) -> crate::cert::CertSource {
+        match self.cert.mode {
+            CertMode::SelfSigned => {
+                let mut names = Vec::new();
+                let mut ips = Vec::new();
+                match self.hostname.parse::<IpAddr>() {
+                    Ok(ip) => ips.push(ip),
+                    Err(_) => names.push(self.hostname.clone()),
+                }
+                names.extend(self.extra_names.iter().cloned());
+                ips.extend(self.extra_ips.iter().copied());
+                crate::cert::CertSource::SelfSigned {
+                    dir: self.cert.certdir.clone(),
+                    names,
+                    ips,
+                }
+            }
+            CertMode::Manual => {
+                let (cert, key) = self.cert.manual_files(&self.hostname);
+                crate::cert::CertSource::Manual { cert, key }
+            }
+        }
+    }
+
     /// True when `ip` may read metrics and the detailed status: loopback always, plus
     /// every `--metrics-allow` range.
     pub fn metrics_allowed(&self, ip: IpAddr) -> bool {

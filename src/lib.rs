@@ -13,5 +13,6 @@ pub mod client;
 pub mod config;
 pub mod derpmap;
 pub mod keyfile;
+pub mod net;
 pub mod proto;
 pub mod relay;

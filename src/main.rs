@@ -1,3 +1,59 @@
-//! The `tinyderp` binary: parse the command line, start logging, run the server.
+//! The `tinyderp` binary: parse the command line, start logging, run the server (or print
+//! the DERP map), and map the outcome to an exit code: 0 ok, 1 runtime failure, 2 usage.
 
-fn main() {}
+use std::process::ExitCode;
+
+use tinyderp::cli::{self, Command};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let command = match cli::parse(&args) {
+        Ok(command) => command,
+        Err(exit) => {
+            exit.print();
+            return ExitCode::from(u8::try_from(exit.code).unwrap_or(2));
+        }
+    };
+    match command {
+        Command::Serve(config) => {
+            init_logging(config.log_level);
+            match tinyderp::net::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    log::error!("{err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::DerpMap(config) => {
+            init_logging(config.log_level.min(log::LevelFilter::Warn));
+            match tinyderp::cert::load(&config.cert_source()) {
+                Ok(loaded) => {
+                    println!(
+                        "{}",
+                        tinyderp::derpmap::render_all(&config.derp_map, &loaded.pin)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("tinyderp: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Logs go to stderr without timestamps or colours: procd forwards them to logread,
+/// which adds its own time. rustls is kept quiet unless tracing was asked for.
+fn init_logging(level: log::LevelFilter) {
+    let rustls_level = if level >= log::LevelFilter::Trace {
+        level
+    } else {
+        log::LevelFilter::Warn
+    };
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_module_level("rustls", rustls_level)
+        .init();
+}

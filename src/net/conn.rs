@@ -1,0 +1,223 @@
+//! Accepting connections: the accept loops, the TLS handshake, reading one bounded HTTP
+//! request head, and sending the connection to the DERP handler or the small HTTP router.
+//!
+//! Connection tasks are spawned on the server's executor and owned by it: they end on
+//! their own (every await before login has a deadline) and are cancelled when `run`
+//! drops the executor at shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smol::future::FutureExt;
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
+
+use crate::proto::http::{self as http_proto, RequestHead};
+
+use super::shared::Server;
+use super::{derp, http, listen};
+
+/// Time for the TLS handshake (upstream bounds handshake + request head by 30 s; a router
+/// cannot afford to hold sockets that long for scanners).
+pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to receive a complete HTTP request head after the TLS handshake.
+pub(crate) const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to write a plain HTTP response.
+pub(crate) const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (EMFILE and friends) so the loop cannot spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Bytes requested per read while collecting a request head.
+const HEAD_READ_CHUNK: usize = 1024;
+
+/// Runs `fut` with a deadline; running out becomes an `io::ErrorKind::TimedOut` error.
+pub(crate) async fn with_deadline<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    fut.or(async {
+        smol::Timer::after(limit).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "deadline passed",
+        ))
+    })
+    .await
+}
+
+/// Accepts connections until the task is dropped. `tls` selects the DERP listener (TLS,
+/// full router) or the optional plain-HTTP port.
+pub(crate) async fn accept_loop(
+    server: Arc<Server>,
+    listener: TcpListener,
+    ex: Arc<smol::Executor<'static>>,
+    tls: bool,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if server.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                {
+                    let mut metrics = server.metrics();
+                    metrics.tcp_accepts = metrics.tcp_accepts.saturating_add(1);
+                }
+                listen::tune_accepted(
+                    &stream,
+                    server.config.tcp_keepalive,
+                    server.config.tcp_user_timeout,
+                );
+                let task = ex.spawn(handle_connection(server.clone(), stream, peer, tls));
+                task.detach();
+            }
+            Err(err) => {
+                {
+                    let mut metrics = server.metrics();
+                    metrics.accept_errors = metrics.accept_errors.saturating_add(1);
+                }
+                server
+                    .conn_log
+                    .log(log::Level::Warn, format_args!("accept failed: {err}"));
+                smol::Timer::after(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+async fn handle_connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr, tls: bool) {
+    let peer = unmap(peer);
+    if !tls {
+        serve_plain_http(&server, stream, peer).await;
+        return;
+    }
+    let tcp = stream.clone();
+    let acceptor = futures_rustls::TlsAcceptor::from(server.tls.clone());
+    let tls_stream = match with_deadline(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(tls_stream) => tls_stream,
+        Err(err) => {
+            let reason = tls_failure_reason(&err);
+            server.metrics().tls_failures.bump(reason);
+            server.conn_log.log(
+                log::Level::Info,
+                format_args!("TLS handshake with {peer} failed: {err}"),
+            );
+            return;
+        }
+    };
+    {
+        let mut metrics = server.metrics();
+        metrics.tls_handshakes = metrics.tls_handshakes.saturating_add(1);
+    }
+    serve_https(server, tls_stream, tcp, peer).await;
+}
+
+/// Routes one request on the DERP listener: `/derp` upgrades become DERP connections,
+/// everything else gets one response and the connection is closed.
+async fn serve_https<S>(server: Arc<Server>, mut stream: S, tcp: TcpStream, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (head, leftover) = match with_deadline(REQUEST_HEAD_TIMEOUT, read_head(&mut stream)).await {
+        Ok(got) => got,
+        Err(err) => {
+            server.metrics().http_requests.bump("bad_request_head");
+            server.conn_log.log(
+                log::Level::Debug,
+                format_args!("{peer}: no valid request head: {err}"),
+            );
+            if err.kind() == std::io::ErrorKind::InvalidData {
+                let response =
+                    http_proto::simple_response(400, "Bad Request", &[], b"bad request\n");
+                let _ = write_response(&mut stream, &response).await;
+            }
+            return;
+        }
+    };
+    match http::route_https(&server, &head, peer) {
+        http::Route::Derp => {
+            server.metrics().http_requests.bump("derp");
+            derp::serve(server, stream, tcp, peer, head, leftover).await;
+        }
+        http::Route::Respond(response) => {
+            let _ = write_response(&mut stream, &response).await;
+        }
+    }
+}
+
+/// The optional plain-HTTP port: captive-portal checks and a redirect to HTTPS.
+async fn serve_plain_http(server: &Server, mut stream: TcpStream, peer: SocketAddr) {
+    let head = match with_deadline(REQUEST_HEAD_TIMEOUT, read_head(&mut stream)).await {
+        Ok((head, _)) => head,
+        Err(_) => {
+            server.metrics().http_requests.bump("bad_request_head");
+            return;
+        }
+    };
+    let response = http::route_plain(server, &head, peer);
+    let _ = write_response(&mut stream, &response).await;
+}
+
+/// Writes a whole response, flushes and closes our side, all under one deadline.
+async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: &[u8],
+) -> std::io::Result<()> {
+    with_deadline(RESPONSE_WRITE_TIMEOUT, async {
+        stream.write_all(response).await?;
+        stream.flush().await?;
+        stream.close().await
+    })
+    .await
+}
+
+/// Reads until a complete request head is buffered. Returns the head and the bytes that
+/// arrived after it (in fast-start mode, the start of the DERP stream).
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> std::io::Result<(RequestHead, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(HEAD_READ_CHUNK);
+    let mut chunk = [0u8; HEAD_READ_CHUNK];
+    loop {
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(chunk.get(..read).unwrap_or(&[]));
+        match http_proto::parse_request_head(&buf) {
+            Ok(Some((head, used))) => {
+                let leftover = buf.split_off(used.min(buf.len()));
+                return Ok((head, leftover));
+            }
+            Ok(None) => continue,
+            Err(err) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    err.to_string(),
+                ));
+            }
+        }
+    }
+}
+
+/// A short label for a failed TLS handshake, for the metrics.
+fn tls_failure_reason(err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::TimedOut => "timeout",
+        std::io::ErrorKind::UnexpectedEof => "eof",
+        std::io::ErrorKind::ConnectionReset => "reset",
+        std::io::ErrorKind::InvalidData => "protocol",
+        _ => "other",
+    }
+}
+
+/// IPv4 clients on a dual-stack socket arrive as `::ffff:a.b.c.d`; show and check them as IPv4.
+pub(crate) fn unmap(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => peer,
+        },
+        SocketAddr::V4(_) => peer,
+    }
+}

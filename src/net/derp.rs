@@ -1,0 +1,401 @@
+//! One DERP connection after the HTTP upgrade: the server side of the handshake, then a
+//! reader loop (frames in, relay events) and a writer loop (relay output and keep-alives
+//! out) running together in the connection's task until either ends.
+//!
+//! Liveness after login: reads have no idle deadline (an idle client is normal); a dead
+//! peer is found by the writer, whose keep-alive frames carry a write deadline, and by
+//! the kernel through TCP keep-alive and `TCP_USER_TIMEOUT`. A failed write ends both
+//! loops.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smol::channel::Receiver;
+use smol::future::FutureExt;
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smol::net::TcpStream;
+
+use crate::proto::frame::{self, FrameHeader, FrameType, PayloadPlan, HEADER_LEN};
+use crate::proto::handshake::{self, ClientInfo};
+use crate::proto::http::{self as http_proto, RequestHead};
+use crate::proto::key::PublicKey;
+use crate::relay::{ConnId, ConnParams};
+
+use super::conn::with_deadline;
+use super::shared::{ConnHandle, Server};
+
+/// Deadline for each handshake step: writing ServerKey, then reading ClientInfo (as upstream).
+const HANDSHAKE_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Base keep-alive period; clients give up after 120 s of silence.
+const KEEP_ALIVE_PERIOD: Duration = Duration::from_secs(60);
+/// Per-connection random jitter added to the keep-alive period, so keep-alives of
+/// clients that connected together do not fire together.
+const KEEP_ALIVE_JITTER_MS: u64 = 5_000;
+/// Write deadline for mesh peers (upstream: 30 s); ordinary clients use the configured one.
+const MESH_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes gathered into one write; bigger batches wait for the next round.
+const MAX_WRITE_BATCH: usize = 128 << 10;
+/// Buffers larger than this are released after use, so an idle client holds little memory.
+const IDLE_BUFFER_KEEP: usize = 4 << 10;
+/// Chunk used to discard the payload of frames we skip.
+const SKIP_CHUNK: usize = 2048;
+
+/// Why a DERP connection ended during the handshake; the label goes to the metrics.
+struct HandshakeFailure {
+    reason: &'static str,
+    detail: String,
+}
+
+impl HandshakeFailure {
+    fn io(err: std::io::Error) -> HandshakeFailure {
+        let reason = match err.kind() {
+            std::io::ErrorKind::TimedOut => "timeout",
+            std::io::ErrorKind::UnexpectedEof => "eof",
+            _ => "io_error",
+        };
+        HandshakeFailure {
+            reason,
+            detail: err.to_string(),
+        }
+    }
+}
+
+/// Serves one DERP connection from the upgrade request to the end.
+pub(crate) async fn serve<S>(
+    server: Arc<Server>,
+    stream: S,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    head: RequestHead,
+    leftover: Vec<u8>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (read_half, mut writer) = smol::io::split(stream);
+    let mut reader = smol::io::Cursor::new(leftover).chain(read_half);
+    let login = with_deadline(HANDSHAKE_STEP_TIMEOUT.saturating_mul(2), async {
+        Ok(handshake(&server, &mut reader, &mut writer, &head).await)
+    })
+    .await;
+    let (client_key, info) = match login {
+        Ok(Ok(login)) => login,
+        Ok(Err(failure)) => return log_failure(&server, peer, failure),
+        Err(err) => return log_failure(&server, peer, HandshakeFailure::io(err)),
+    };
+    let is_mesh = match (server.mesh_key, info.mesh_key) {
+        (Some(ours), Some(theirs)) => constant_time_eq(&ours, &theirs),
+        _ => false,
+    };
+    let (wake_tx, wake_rx) = smol::channel::bounded(1);
+    let closed = Arc::new(AtomicBool::new(false));
+    let params = ConnParams {
+        key: client_key,
+        addr: Some(peer),
+        is_mesh,
+        is_prober: info.is_prober,
+        not_ideal: head
+            .ideal_node
+            .as_deref()
+            .is_some_and(|node| !node.is_empty()),
+    };
+    let id = {
+        let mut hub = server.hub();
+        let hub = &mut *hub;
+        let id = hub.relay.register(params, Instant::now(), &mut hub.actions);
+        hub.conns.insert(
+            id,
+            ConnHandle {
+                wake: wake_tx,
+                closed: closed.clone(),
+                tcp,
+            },
+        );
+        hub.apply_actions();
+        id
+    };
+    let label = format!("derp client {peer}{}", client_key.short());
+    log::debug!(
+        "{label}: connected{}",
+        if is_mesh { " (mesh peer)" } else { "" }
+    );
+
+    let write_timeout = if is_mesh {
+        Some(MESH_WRITE_TIMEOUT)
+    } else {
+        server.config.tcp_write_timeout
+    };
+    let mut info_frame = Vec::new();
+    handshake::encode_server_info(&mut info_frame, &server.secret, &client_key);
+    let sent_info = write_all_flush(&mut writer, &info_frame, write_timeout).await;
+
+    if sent_info.is_ok() {
+        let outcome = read_loop(&server, id, &mut reader)
+            .or(write_loop(
+                &server,
+                id,
+                &mut writer,
+                wake_rx,
+                &closed,
+                write_timeout,
+            ))
+            .await;
+        if let Err(err) = outcome {
+            if !is_quiet_end(&err) && !closed.load(Ordering::SeqCst) {
+                log::info!("{label}: {err}");
+            }
+        }
+    }
+    let mut hub = server.hub();
+    let hub = &mut *hub;
+    hub.relay.unregister(id, Instant::now(), &mut hub.actions);
+    if let Some(handle) = hub.conns.remove(&id) {
+        let _ = handle.tcp.shutdown(std::net::Shutdown::Both);
+    }
+    hub.apply_actions();
+    log::debug!("{label}: disconnected");
+}
+
+/// ServerKey out (after the 101 unless fast start), ClientInfo in, box opened.
+async fn handshake<R, W>(
+    server: &Server,
+    reader: &mut R,
+    writer: &mut W,
+    head: &RequestHead,
+) -> Result<(PublicKey, ClientInfo), HandshakeFailure>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut out = Vec::new();
+    if !head.fast_start {
+        out.extend_from_slice(&http_proto::derp_switching_protocols(&server.public));
+    }
+    frame::encode_server_key(&mut out, &server.public);
+    write_all_flush(writer, &out, Some(HANDSHAKE_STEP_TIMEOUT))
+        .await
+        .map_err(HandshakeFailure::io)?;
+
+    let mut header = [0u8; HEADER_LEN];
+    with_deadline(HANDSHAKE_STEP_TIMEOUT, reader.read_exact(&mut header))
+        .await
+        .map_err(HandshakeFailure::io)?;
+    let header = FrameHeader::decode(header);
+    if header.frame_type != FrameType::ClientInfo as u8 {
+        return Err(HandshakeFailure {
+            reason: "wrong_frame_type",
+            detail: format!(
+                "first frame has type {:#04x}, expected ClientInfo",
+                header.frame_type
+            ),
+        });
+    }
+    let len = header.len as usize;
+    if !(frame::MIN_CLIENT_INFO_LEN..=frame::MAX_CLIENT_INFO_LEN).contains(&len) {
+        return Err(HandshakeFailure {
+            reason: "client_info_bad_length",
+            detail: format!("ClientInfo of {len} bytes"),
+        });
+    }
+    let mut payload = vec![0u8; len];
+    with_deadline(HANDSHAKE_STEP_TIMEOUT, reader.read_exact(&mut payload))
+        .await
+        .map_err(HandshakeFailure::io)?;
+    handshake::open_client_info(&server.secret, &payload).map_err(|err| HandshakeFailure {
+        reason: err.reason(),
+        detail: err.to_string(),
+    })
+}
+
+fn log_failure(server: &Server, peer: SocketAddr, failure: HandshakeFailure) {
+    server
+        .metrics()
+        .derp_handshake_failures
+        .bump(failure.reason);
+    server.conn_log.log(
+        log::Level::Info,
+        format_args!("derp: {peer}: login failed: {}", failure.detail),
+    );
+}
+
+/// Reads frames until the client leaves or breaks the protocol.
+async fn read_loop<R: AsyncRead + Unpin>(
+    server: &Server,
+    id: ConnId,
+    reader: &mut R,
+) -> std::io::Result<()> {
+    let mut payload: Vec<u8> = Vec::new();
+    loop {
+        let mut header = [0u8; HEADER_LEN];
+        reader.read_exact(&mut header).await?;
+        let header = FrameHeader::decode(header);
+        let plan = frame::plan_client_payload(header).map_err(protocol_error)?;
+        let now;
+        let result = match plan {
+            PayloadPlan::Skip(len) => {
+                skip(reader, len).await?;
+                now = Instant::now();
+                let mut hub = server.hub();
+                let hub = &mut *hub;
+                let result =
+                    hub.relay
+                        .handle_frame(id, frame::ClientFrame::Ignored, now, &mut hub.actions);
+                hub.apply_actions();
+                result
+            }
+            PayloadPlan::Read(len) => {
+                payload.resize(len, 0);
+                reader.read_exact(&mut payload).await?;
+                let parsed = frame::parse_client_frame(header.frame_type, &payload)
+                    .map_err(protocol_error)?;
+                now = Instant::now();
+                let mut hub = server.hub();
+                let hub = &mut *hub;
+                let result = hub.relay.handle_frame(id, parsed, now, &mut hub.actions);
+                hub.apply_actions();
+                result
+            }
+        };
+        result.map_err(protocol_error)?;
+        if payload.capacity() > IDLE_BUFFER_KEEP {
+            payload = Vec::new();
+        }
+    }
+}
+
+/// Discards `len` payload bytes without buffering them.
+async fn skip<R: AsyncRead + Unpin>(reader: &mut R, mut len: u64) -> std::io::Result<()> {
+    let mut sink = [0u8; SKIP_CHUNK];
+    while len > 0 {
+        let want = usize::try_from(len).unwrap_or(SKIP_CHUNK).min(SKIP_CHUNK);
+        let chunk = sink.get_mut(..want).unwrap_or(&mut []);
+        reader.read_exact(chunk).await?;
+        len = len.saturating_sub(want as u64);
+    }
+    Ok(())
+}
+
+/// Writes relay output and keep-alives until the connection is closed or a write fails.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    server: &Server,
+    id: ConnId,
+    writer: &mut W,
+    wake: Receiver<()>,
+    closed: &AtomicBool,
+    write_timeout: Option<Duration>,
+) -> std::io::Result<()> {
+    let period = KEEP_ALIVE_PERIOD.saturating_add(Duration::from_millis(jitter_ms()));
+    let mut next_keep_alive = Instant::now()
+        .checked_add(period)
+        .unwrap_or_else(Instant::now);
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        let woken = async { wake.recv().await.is_ok() }
+            .or(async {
+                smol::Timer::at(next_keep_alive).await;
+                true
+            })
+            .await;
+        if !woken || closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        loop {
+            out.clear();
+            let now = Instant::now();
+            if now >= next_keep_alive {
+                frame::encode_keep_alive(&mut out);
+                next_keep_alive = now.checked_add(period).unwrap_or(now);
+            }
+            let drained = {
+                let mut hub = server.hub();
+                hub.relay.drain_outgoing(id, &mut out, MAX_WRITE_BATCH)
+            };
+            if out.is_empty() {
+                break;
+            }
+            if let Err(err) = write_all_flush(writer, &out, write_timeout).await {
+                server.hub().relay.note_write_failure(&drained);
+                return Err(err);
+            }
+            if !drained.more {
+                break;
+            }
+        }
+        if out.capacity() > IDLE_BUFFER_KEEP {
+            out = Vec::new();
+        }
+        if closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes and flushes `bytes` under `limit` (`None` = no deadline).
+async fn write_all_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+    limit: Option<Duration>,
+) -> std::io::Result<()> {
+    let write = async {
+        writer.write_all(bytes).await?;
+        writer.flush().await
+    };
+    match limit {
+        Some(limit) => with_deadline(limit, write).await,
+        None => write.await,
+    }
+}
+
+fn protocol_error(err: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string())
+}
+
+/// End-of-connection errors that are normal and not worth a log line.
+fn is_quiet_end(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::NotConnected
+    )
+}
+
+/// Random keep-alive jitter in `[0, KEEP_ALIVE_JITTER_MS)`.
+fn jitter_ms() -> u64 {
+    let mut bytes = [0u8; 2];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        return 0;
+    }
+    u64::from(u16::from_le_bytes(bytes)) % KEEP_ALIVE_JITTER_MS
+}
+
+/// Compares two mesh keys without an early exit, so timing reveals nothing about them.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(&[7; 32], &[7; 32]));
+        let mut other = [7u8; 32];
+        other[31] = 8;
+        assert!(!constant_time_eq(&[7; 32], &other));
+    }
+
+    #[test]
+    fn jitter_is_bounded() {
+        for _ in 0..100 {
+            assert!(jitter_ms() < KEEP_ALIVE_JITTER_MS);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Counters owned by the I/O edge (TLS, HTTP, handshakes, STUN), rendered next to the
+//! relay's own counters on `/debug/varz` in Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Distinct labels a labelled counter keeps; labels are static strings from our own code,
+/// so this is a guard against a programming slip, not against input.
+const MAX_LABELS: usize = 64;
+
+/// A counter split by a static label, with a bounded number of labels.
+#[derive(Default, Debug)]
+pub(crate) struct Labelled {
+    counts: BTreeMap<&'static str, u64>,
+    /// Increments refused because the label table was full.
+    pub overflow: u64,
+}
+
+impl Labelled {
+    /// Adds one under `label`.
+    pub fn bump(&mut self, label: &'static str) {
+        if let Some(count) = self.counts.get_mut(label) {
+            *count = count.saturating_add(1);
+        } else if self.counts.len() < MAX_LABELS {
+            self.counts.insert(label, 1);
+        } else {
+            self.overflow = self.overflow.saturating_add(1);
+        }
+    }
+
+    /// Current value for `label`.
+    #[cfg(test)]
+    pub fn get(&self, label: &str) -> u64 {
+        self.counts.get(label).copied().unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String, name: &str, label_name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (label, count) in &self.counts {
+            let _ = writeln!(out, "{name}{{{label_name}=\"{label}\"}} {count}");
+        }
+    }
+}
+
+/// The I/O edge's counters.
+#[derive(Default, Debug)]
+pub(crate) struct NetMetrics {
+    /// TCP connections accepted on any listener.
+    pub tcp_accepts: u64,
+    /// accept() failures (e.g. EMFILE), each followed by a short pause.
+    pub accept_errors: u64,
+    /// TLS handshakes that completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed or timed out, by reason.
+    pub tls_failures: Labelled,
+    /// HTTP requests by route.
+    pub http_requests: Labelled,
+    /// DERP logins that failed, by reason.
+    pub derp_handshake_failures: Labelled,
+    /// STUN datagrams by disposition (success, not_stun, …).
+    pub stun_requests: Labelled,
+    /// Answered STUN requests by address family.
+    pub stun_family: Labelled,
+}
+
+impl NetMetrics {
+    /// Appends these counters in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let plain = [
+            (
+                "tinyderp_tcp_accepts_total",
+                "TCP connections accepted",
+                self.tcp_accepts,
+            ),
+            (
+                "tinyderp_accept_errors_total",
+                "accept() failures such as EMFILE",
+                self.accept_errors,
+            ),
+            (
+                "tinyderp_tls_handshakes_total",
+                "TLS handshakes completed",
+                self.tls_handshakes,
+            ),
+        ];
+        for (name, help, value) in plain {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        self.tls_failures.render(
+            out,
+            "tinyderp_tls_handshake_failures_total",
+            "reason",
+            "TLS handshakes that failed",
+        );
+        self.http_requests.render(
+            out,
+            "tinyderp_http_requests_total",
+            "route",
+            "HTTP requests by route",
+        );
+        self.derp_handshake_failures.render(
+            out,
+            "tinyderp_derp_handshake_failures_total",
+            "reason",
+            "DERP logins refused or failed, by reason",
+        );
+        self.stun_requests.render(
+            out,
+            "tinyderp_stun_requests_total",
+            "disposition",
+            "STUN datagrams by disposition",
+        );
+        self.stun_family.render(
+            out,
+            "tinyderp_stun_responses_total",
+            "family",
+            "STUN answers by address family",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labelled_counts_and_renders() {
+        let mut metrics = NetMetrics::default();
+        metrics.stun_requests.bump("success");
+        metrics.stun_requests.bump("success");
+        metrics.stun_requests.bump("not_stun");
+        assert_eq!(metrics.stun_requests.get("success"), 2);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        assert!(out.contains("tinyderp_stun_requests_total{disposition=\"success\"} 2\n"));
+        assert!(out.contains("tinyderp_stun_requests_total{disposition=\"not_stun\"} 1\n"));
+        assert!(out.contains("tinyderp_tcp_accepts_total 0\n"));
+    }
+
+    #[test]
+    fn label_table_is_bounded() {
+        let mut counter = Labelled::default();
+        let labels: Vec<&'static str> = (0..MAX_LABELS + 5)
+            .map(|i| &*Box::leak(format!("l{i}").into_boxed_str()))
+            .collect();
+        for label in labels {
+            counter.bump(label);
+        }
+        assert_eq!(counter.overflow, 5);
+    }
+}

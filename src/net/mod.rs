@@ -1,0 +1,16 @@
+//! The I/O edge of tinyderp: listeners, TLS, the HTTP front, per-client tasks, the STUN
+//! socket, socket options and signals. This is the only module that touches sockets, the
+//! clock and the async runtime; everything it learns it hands to `relay` as events with
+//! `now`, and it carries out the actions `relay` returns.
+
+mod conn;
+mod derp;
+mod http;
+mod listen;
+mod logging;
+mod metrics;
+mod shared;
+mod stun;
+
+pub use logging::RateLimitedLog;
+pub use shared::{run, RunError};
