@@ -1,0 +1,260 @@
+//! Test harness: starts the real `tinyderp` binary on loopback with free ports and a
+//! temporary state directory, waits until it serves, and hands out client configs.
+//!
+//! `TINYDERP_BIN` overrides the binary (a cross-built router binary) and
+//! `TINYDERP_RUNNER` gives a command prefix such as `qemu-mips -cpu 24Kc`.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tinyderp::client::{Client, ClientConfig, ServerMessage, TlsVerify};
+use tinyderp::proto::key::SecretKey;
+
+/// How long the server may take to come up (qemu-user emulation is slow).
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a test waits for one expected frame.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running tinyderp process and where it listens.
+pub struct TestServer {
+    child: Option<Child>,
+    pub derp_addr: SocketAddr,
+    pub stun_addr: SocketAddr,
+    pub state_dir: tempfile::TempDir,
+    pub log_path: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// A free TCP port on `ip` (the small race with other processes is acceptable in tests).
+pub fn free_tcp_port(ip: &str) -> u16 {
+    let listener = TcpListener::bind((ip, 0)).expect("bind for a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A free UDP port on `ip`.
+pub fn free_udp_port(ip: &str) -> u16 {
+    let socket = UdpSocket::bind((ip, 0)).expect("bind for a free port");
+    socket.local_addr().expect("local addr").port()
+}
+
+fn binary_command() -> Command {
+    let bin = std::env::var("TINYDERP_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tinyderp").to_string());
+    match std::env::var("TINYDERP_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut words = runner.split_whitespace();
+            let mut command = Command::new(words.next().expect("runner"));
+            command.args(words).arg(bin);
+            command
+        }
+        _ => Command::new(bin),
+    }
+}
+
+/// Runs `tinyderp ARGS` to completion (for `derpmap`, `--help` …) and returns status and stdout.
+pub fn run_tinyderp(args: &[&str]) -> (ExitStatus, String, String) {
+    let output = binary_command().args(args).output().expect("run tinyderp");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1 with `extra` flags appended.
+    pub fn start(extra: &[&str]) -> TestServer {
+        TestServer::start_on("127.0.0.1", extra)
+    }
+
+    /// Starts a server on `ip` (`127.0.0.1` or `::1`).
+    pub fn start_on(ip: &str, extra: &[&str]) -> TestServer {
+        let state_dir = tempfile::tempdir().expect("temp dir");
+        let log_path = state_dir.path().join("server.log");
+        let derp_port = free_tcp_port(ip);
+        let stun_port = free_udp_port(ip);
+        let host = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        let mut args = vec![
+            "-a".to_string(),
+            format!("{host}:{derp_port}"),
+            "--stun-port".to_string(),
+            stun_port.to_string(),
+            "--log-level".to_string(),
+            "debug".to_string(),
+        ];
+        if !extra.contains(&"--state-dir") {
+            args.push("--state-dir".to_string());
+            args.push(state_dir.path().display().to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = binary_command()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn tinyderp");
+        let ip_addr: std::net::IpAddr = ip.parse().expect("ip");
+        let mut server = TestServer {
+            child: Some(child),
+            derp_addr: SocketAddr::new(ip_addr, derp_port),
+            stun_addr: SocketAddr::new(ip_addr, stun_port),
+            state_dir,
+            log_path,
+            args,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.log().contains("DERP (TLS) listening on")
+                && TcpStream::connect_timeout(&self.derp_addr, Duration::from_millis(200)).is_ok()
+            {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("tinyderp exited early with {status}:\n{}", self.log());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "tinyderp did not come up within {START_TIMEOUT:?}:\n{}",
+            self.log()
+        );
+    }
+
+    /// Everything the server printed so far.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&self.log_path) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// The `sha256-raw:` pin the server logged at start.
+    pub fn logged_pin(&self) -> String {
+        let log = self.log();
+        let start =
+            log.find("certificate pin sha256-raw:").expect("pin in log") + "certificate pin ".len();
+        log[start..start + "sha256-raw:".len() + 64].to_string()
+    }
+
+    /// Sends a signal to the server process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = self.child.as_ref().expect("running").id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).expect("kill");
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// A client config for this server: insecure TLS, fast start on, a fresh key.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config =
+            ClientConfig::new(self.derp_addr, SecretKey::generate().expect("random key"));
+        config.server_name = "localhost".to_string();
+        config.verify = TlsVerify::Insecure;
+        config
+    }
+
+    /// Connects a fresh client.
+    pub fn connect(&self) -> Client {
+        smol::block_on(Client::connect(&self.client_config())).expect("client connects")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Receives frames until one matches `want` (skipping keep-alives and unrelated frames),
+/// failing after [`RECV_TIMEOUT`].
+pub fn recv_until(client: &mut Client, want: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+    smol::block_on(async {
+        let deadline = Instant::now() + RECV_TIMEOUT;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let next = smol::future::FutureExt::or(async { Some(client.recv().await) }, async {
+                smol::Timer::after(remaining).await;
+                None
+            })
+            .await;
+            match next {
+                Some(Ok(message)) if want(&message) => return message,
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => panic!("connection failed while waiting: {err}"),
+                None => panic!("timed out waiting for a frame"),
+            }
+        }
+    })
+}
+
+/// Asserts that nothing matching `unwanted` arrives within `window`.
+pub fn assert_nothing(
+    client: &mut Client,
+    window: Duration,
+    unwanted: impl Fn(&ServerMessage) -> bool,
+) {
+    smol::block_on(async {
+        let deadline = Instant::now() + window;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return;
+            }
+            let next = smol::future::FutureExt::or(async { Some(client.recv().await) }, async {
+                smol::Timer::after(remaining).await;
+                None
+            })
+            .await;
+            match next {
+                Some(Ok(message)) if unwanted(&message) => panic!("unexpected frame {message:?}"),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return,
+            }
+        }
+    })
+}

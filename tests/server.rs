@@ -1,0 +1,563 @@
+//! Integration tests: the real `tinyderp` binary on loopback over TLS, driven by the
+//! crate's own DERP client (and raw sockets where the client would hide the bytes).
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::{assert_nothing, recv_until, run_tinyderp, TestServer};
+use nix::sys::signal::Signal;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use tinyderp::client::{cert_pin, Client, ServerMessage, TlsVerify};
+use tinyderp::proto::frame::DISCO_MAGIC;
+use tinyderp::proto::key::{PublicKey, SecretKey};
+use tinyderp::proto::stun;
+
+fn is_packet_from(src: PublicKey) -> impl Fn(&ServerMessage) -> bool {
+    move |m| matches!(m, ServerMessage::RecvPacket { src: s, .. } if *s == src)
+}
+
+fn packet_data(message: ServerMessage) -> Vec<u8> {
+    match message {
+        ServerMessage::RecvPacket { data, .. } => data,
+        other => panic!("expected a packet, got {other:?}"),
+    }
+}
+
+fn key_of(client: &common::TestServer, secret: &SecretKey) -> PublicKey {
+    let _ = client;
+    secret.public_key()
+}
+
+/// Connects a client with a known key.
+fn connect_with(server: &TestServer, secret: SecretKey, fast_start: bool) -> Client {
+    let mut config = server.client_config();
+    config.secret = secret;
+    config.fast_start = fast_start;
+    smol::block_on(Client::connect(&config)).expect("client connects")
+}
+
+#[test]
+fn two_clients_relay_both_ways_with_every_size() {
+    let server = TestServer::start(&[]);
+    let (a_secret, b_secret) = (
+        SecretKey::generate().unwrap(),
+        SecretKey::generate().unwrap(),
+    );
+    let (a_key, b_key) = (key_of(&server, &a_secret), key_of(&server, &b_secret));
+    let mut a = connect_with(&server, a_secret, true);
+    let mut b = connect_with(&server, b_secret, true);
+    let big: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+    for payload in [Vec::new(), b"hello".to_vec(), big.clone()] {
+        smol::block_on(a.send_packet(&b_key, &payload)).unwrap();
+        assert_eq!(
+            packet_data(recv_until(&mut b, is_packet_from(a_key))),
+            payload
+        );
+        smol::block_on(b.send_packet(&a_key, &payload)).unwrap();
+        assert_eq!(
+            packet_data(recv_until(&mut a, is_packet_from(b_key))),
+            payload
+        );
+    }
+}
+
+#[test]
+fn oversized_packet_closes_the_sender_only() {
+    let server = TestServer::start(&[]);
+    let b_secret = SecretKey::generate().unwrap();
+    let b_key = b_secret.public_key();
+    let mut a = server.connect();
+    let mut b = connect_with(&server, b_secret, true);
+    // A hand-built SendPacket whose data is one byte over 64 KiB (the client refuses to build it).
+    let mut frame = vec![0x04];
+    frame.extend_from_slice(&(32u32 + 65537).to_be_bytes());
+    frame.extend_from_slice(b_key.as_bytes());
+    frame.extend_from_slice(&vec![0u8; 65537]);
+    let _ = smol::block_on(a.send_raw(&frame));
+    let ended = smol::block_on(async {
+        smol::future::FutureExt::or(
+            async {
+                loop {
+                    if a.recv().await.is_err() {
+                        return true;
+                    }
+                }
+            },
+            async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+                false
+            },
+        )
+        .await
+    });
+    assert!(
+        ended,
+        "server must close a client that sends more than 64 KiB"
+    );
+    let mut c = server.connect();
+    smol::block_on(c.send_packet(&b_key, b"still fine")).unwrap();
+    assert_eq!(
+        packet_data(recv_until(&mut b, |m| matches!(
+            m,
+            ServerMessage::RecvPacket { .. }
+        ))),
+        b"still fine"
+    );
+}
+
+#[test]
+fn peer_gone_disconnected_after_sender_leaves() {
+    let server = TestServer::start(&[]);
+    let (a_secret, b_secret) = (
+        SecretKey::generate().unwrap(),
+        SecretKey::generate().unwrap(),
+    );
+    let (a_key, b_key) = (a_secret.public_key(), b_secret.public_key());
+    let mut a = connect_with(&server, a_secret, true);
+    let mut b = connect_with(&server, b_secret, true);
+    let mut bystander = server.connect();
+    smol::block_on(a.send_packet(&b_key, b"hi")).unwrap();
+    recv_until(&mut b, is_packet_from(a_key));
+    smol::block_on(a.close()).unwrap();
+    let gone = recv_until(&mut b, |m| matches!(m, ServerMessage::PeerGone { .. }));
+    assert_eq!(
+        gone,
+        ServerMessage::PeerGone {
+            key: a_key,
+            reason: 0
+        }
+    );
+    assert_nothing(&mut bystander, Duration::from_millis(500), |m| {
+        matches!(m, ServerMessage::PeerGone { .. })
+    });
+}
+
+#[test]
+fn peer_gone_not_here_for_disco_to_unknown_key() {
+    let server = TestServer::start(&[]);
+    let mut a = server.connect();
+    let unknown = SecretKey::generate().unwrap().public_key();
+    let mut disco = DISCO_MAGIC.to_vec();
+    disco.extend_from_slice(&[7u8; 56]);
+    smol::block_on(a.send_packet(&unknown, b"not disco")).unwrap();
+    smol::block_on(a.send_packet(&unknown, &disco)).unwrap();
+    let gone = recv_until(&mut a, |m| matches!(m, ServerMessage::PeerGone { .. }));
+    assert_eq!(
+        gone,
+        ServerMessage::PeerGone {
+            key: unknown,
+            reason: 1
+        }
+    );
+}
+
+#[test]
+fn ping_gets_pong_with_same_bytes() {
+    let server = TestServer::start(&[]);
+    let mut a = server.connect();
+    let payload = [1, 2, 3, 4, 5, 6, 7, 0x2a];
+    smol::block_on(a.ping(payload)).unwrap();
+    assert_eq!(
+        recv_until(&mut a, |m| matches!(m, ServerMessage::Pong(_))),
+        ServerMessage::Pong(payload)
+    );
+}
+
+#[test]
+fn duplicate_key_keeps_both_and_last_writer_receives() {
+    let server = TestServer::start(&[]);
+    let dup_secret = SecretKey::generate().unwrap();
+    let dup_key = dup_secret.public_key();
+    let sender_secret = SecretKey::generate().unwrap();
+    let sender_key = sender_secret.public_key();
+    let mut first = connect_with(&server, dup_secret.clone(), true);
+    let mut second = connect_with(&server, dup_secret, true);
+    let mut sender = connect_with(&server, sender_secret, true);
+
+    smol::block_on(sender.send_packet(&dup_key, b"to newest")).unwrap();
+    assert_eq!(
+        packet_data(recv_until(&mut second, is_packet_from(sender_key))),
+        b"to newest"
+    );
+
+    // The older connection speaks: it becomes the active one.
+    smol::block_on(first.note_preferred(true)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    smol::block_on(sender.send_packet(&dup_key, b"to last writer")).unwrap();
+    assert_eq!(
+        packet_data(recv_until(&mut first, is_packet_from(sender_key))),
+        b"to last writer"
+    );
+    // Both are still open: the newer one still answers pings.
+    smol::block_on(second.ping([9; 8])).unwrap();
+    assert_eq!(
+        recv_until(&mut second, |m| matches!(m, ServerMessage::Pong(_))),
+        ServerMessage::Pong([9; 8])
+    );
+}
+
+#[test]
+fn fast_start_and_slow_path_both_log_in() {
+    let server = TestServer::start(&[]);
+    let fast = connect_with(&server, SecretKey::generate().unwrap(), true);
+    assert!(
+        fast.used_fast_start(),
+        "meta cert + TLS 1.3 must allow fast start"
+    );
+    let slow = connect_with(&server, SecretKey::generate().unwrap(), false);
+    assert!(!slow.used_fast_start());
+    assert_eq!(fast.server_key(), slow.server_key());
+}
+
+#[test]
+fn raw_slow_path_has_exact_101_and_server_key() {
+    let server = TestServer::start(&[]);
+    smol::block_on(async {
+        let tcp = smol::net::TcpStream::connect(server.derp_addr)
+            .await
+            .unwrap();
+        let config = tinyderp::client::client_tls_config(&TlsVerify::Insecure)
+            .unwrap()
+            .unwrap();
+        let connector = futures_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let host = format!("localhost:{}", server.derp_addr.port());
+        tls.write_all(&tinyderp::client::upgrade_request(&host, false))
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        let mut got = vec![0u8; 4096];
+        let mut len = 0;
+        while !got[..len].windows(4).any(|w| w == b"\r\n\r\n") || len < 200 {
+            let n = tls.read(&mut got[len..]).await.unwrap();
+            assert!(n > 0, "server closed early");
+            len += n;
+        }
+        let text = String::from_utf8_lossy(&got[..len]).to_string();
+        let head_end = text.find("\r\n\r\n").unwrap() + 4;
+        let head = &text[..head_end];
+        assert!(
+            head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains("Upgrade: DERP\r\n") && head.contains("Derp-Version: 2\r\n"),
+            "{head}"
+        );
+        let key_line = head
+            .lines()
+            .find(|l| l.starts_with("Derp-Public-Key: "))
+            .unwrap();
+        let hex = key_line.trim_start_matches("Derp-Public-Key: ");
+        let frame = &got[head_end..];
+        assert_eq!(&frame[..5], &[0x01, 0, 0, 0, 0x28]);
+        assert_eq!(&frame[5..13], b"DERP\xf0\x9f\x94\x91");
+        assert_eq!(tinyderp::proto::key::hex_lower(&frame[13..45]), hex);
+    });
+}
+
+#[test]
+fn mesh_watcher_sees_presence_and_forwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh_hex = "a1".repeat(32);
+    let psk = dir.path().join("mesh.key");
+    std::fs::write(&psk, format!("{mesh_hex}\n")).unwrap();
+    let server = TestServer::start(&["--mesh-psk-file", psk.to_str().unwrap()]);
+    let client_secret = SecretKey::generate().unwrap();
+    let client_key = client_secret.public_key();
+    let mut client = connect_with(&server, client_secret, true);
+
+    let mut mesh_config = server.client_config();
+    let mesh_key = mesh_config.secret.public_key();
+    mesh_config.mesh_key = tinyderp::proto::key::parse_hex_32(&mesh_hex);
+    let mut mesh = smol::block_on(Client::connect(&mesh_config)).unwrap();
+    smol::block_on(mesh.watch_conns()).unwrap();
+    let present = |key: PublicKey| move |m: &ServerMessage| matches!(m, ServerMessage::PeerPresent { key: k, .. } if *k == key);
+    // The snapshot lists every connected key (sorted, so in no particular order here).
+    let mut snapshot = std::collections::HashMap::new();
+    while snapshot.len() < 2 {
+        if let ServerMessage::PeerPresent { key, addr, flags } = recv_until(&mut mesh, |m| {
+            matches!(m, ServerMessage::PeerPresent { .. })
+        }) {
+            snapshot.insert(key, (addr, flags));
+        }
+    }
+    let (client_addr, client_flags) = snapshot[&client_key];
+    assert_eq!(client_flags, 0x01, "regular client");
+    assert_eq!(client_addr.map(|a| a.ip()), Some(server.derp_addr.ip()));
+    assert_eq!(snapshot[&mesh_key].1, 0x02, "mesh peer");
+
+    let late_secret = SecretKey::generate().unwrap();
+    let late_key = late_secret.public_key();
+    let late = connect_with(&server, late_secret, false);
+    recv_until(&mut mesh, present(late_key));
+    smol::block_on(late.close()).unwrap();
+    let gone = recv_until(
+        &mut mesh,
+        |m| matches!(m, ServerMessage::PeerGone { key, .. } if *key == late_key),
+    );
+    assert_eq!(
+        gone,
+        ServerMessage::PeerGone {
+            key: late_key,
+            reason: 0
+        }
+    );
+
+    let far_away = SecretKey::generate().unwrap().public_key();
+    smol::block_on(mesh.forward_packet(&far_away, &client_key, b"via mesh")).unwrap();
+    assert_eq!(
+        packet_data(recv_until(&mut client, is_packet_from(far_away))),
+        b"via mesh"
+    );
+
+    // A client without the mesh key may not watch: the server closes it.
+    let mut intruder = server.connect();
+    smol::block_on(intruder.watch_conns()).unwrap();
+    let closed = smol::block_on(async {
+        smol::future::FutureExt::or(
+            async {
+                loop {
+                    if intruder.recv().await.is_err() {
+                        return true;
+                    }
+                }
+            },
+            async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+                false
+            },
+        )
+        .await
+    });
+    assert!(closed);
+}
+
+fn stun_round_trip(server_addr: SocketAddr, bind: &str) {
+    let socket = UdpSocket::bind((bind, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let txid = [3u8; 12];
+    socket
+        .send_to(&stun::binding_request(&txid), server_addr)
+        .unwrap();
+    let mut buf = [0u8; 128];
+    let (len, _) = socket.recv_from(&mut buf).unwrap();
+    let (got_txid, mapped) = stun::parse_binding_response(&buf[..len]).unwrap();
+    assert_eq!(got_txid, txid);
+    assert_eq!(mapped, socket.local_addr().unwrap());
+    // Garbage gets no answer.
+    socket.send_to(b"hello, not stun", server_addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        socket.recv_from(&mut buf).is_err(),
+        "garbage must not be answered"
+    );
+}
+
+#[test]
+fn stun_over_real_udp_ipv4_and_ipv6() {
+    let v4 = TestServer::start_on("127.0.0.1", &[]);
+    stun_round_trip(v4.stun_addr, "127.0.0.1");
+    let v6 = TestServer::start_on("::1", &[]);
+    stun_round_trip(v6.stun_addr, "::1");
+}
+
+/// One HTTPS request with the given raw head; returns the whole response text.
+fn https_request(server: &TestServer, request: &str) -> String {
+    smol::block_on(async {
+        let tcp = smol::net::TcpStream::connect(server.derp_addr)
+            .await
+            .unwrap();
+        let config = tinyderp::client::client_tls_config(&TlsVerify::Insecure)
+            .unwrap()
+            .unwrap();
+        let connector = futures_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(request.as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut response = Vec::new();
+        let _ = tls.read_to_end(&mut response).await;
+        String::from_utf8_lossy(&response).into_owned()
+    })
+}
+
+#[test]
+fn http_endpoints_answer_like_derper() {
+    let server = TestServer::start(&[]);
+    for path in ["/derp/probe", "/derp/latency-check"] {
+        let response = https_request(
+            &server,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        );
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(
+            response.contains("Access-Control-Allow-Origin: *\r\n"),
+            "{response}"
+        );
+        let head = https_request(
+            &server,
+            &format!("HEAD {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        );
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    }
+    let post = https_request(
+        &server,
+        "POST /derp/probe HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+
+    let challenge = https_request(
+        &server,
+        "GET /generate_204 HTTP/1.1\r\nHost: x\r\nX-Tailscale-Challenge: ts_198.51.100.7\r\n\r\n",
+    );
+    assert!(
+        challenge.starts_with("HTTP/1.1 204 No Content\r\n"),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("X-Tailscale-Response: response ts_198.51.100.7\r\n"),
+        "{challenge}"
+    );
+    let bad = https_request(
+        &server,
+        "GET /generate_204 HTTP/1.1\r\nHost: x\r\nX-Tailscale-Challenge: a b\r\n\r\n",
+    );
+    assert!(
+        bad.starts_with("HTTP/1.1 204") && !bad.contains("X-Tailscale-Response"),
+        "{bad}"
+    );
+
+    let no_upgrade = https_request(&server, "GET /derp HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(no_upgrade.starts_with("HTTP/1.1 426"), "{no_upgrade}");
+    let robots = https_request(&server, "GET /robots.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(robots.ends_with("User-agent: *\nDisallow: /\n"), "{robots}");
+
+    let home = https_request(&server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        home.contains("tinyderp") && home.contains(&server.logged_pin()),
+        "{home}"
+    );
+    let metrics = https_request(&server, "GET /debug/varz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("tinyderp_tls_handshakes_total"),
+        "{metrics}"
+    );
+    let proxied = https_request(
+        &server,
+        "GET /debug/varz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+    );
+    assert!(proxied.starts_with("HTTP/1.1 403"), "{proxied}");
+}
+
+#[test]
+fn printed_pin_is_sha256_of_served_leaf() {
+    let server = TestServer::start(&[]);
+    let client = server.connect();
+    let certs = client.peer_certificates();
+    assert_eq!(certs.len(), 2, "leaf + meta certificate");
+    let pin = cert_pin(&certs[0]);
+    assert_eq!(pin, server.logged_pin());
+    let (status, stdout, stderr) = run_tinyderp(&[
+        "derpmap",
+        "--state-dir",
+        server.state_dir.path().to_str().unwrap(),
+        "--hostname",
+        "localhost",
+    ]);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!("\"CertName\": \"{pin}\"")),
+        "{stdout}"
+    );
+    // The pinned client accepts it; a wrong pin is refused.
+    let mut config = server.client_config();
+    config.verify = TlsVerify::Pin(pin);
+    smol::block_on(Client::connect(&config)).expect("pinned connect");
+    config.verify = TlsVerify::Pin(format!("sha256-raw:{}", "0".repeat(64)));
+    assert!(smol::block_on(Client::connect(&config)).is_err());
+}
+
+#[test]
+fn no_meta_cert_serves_leaf_only() {
+    let server = TestServer::start(&["--no-meta-cert"]);
+    let client = connect_with(&server, SecretKey::generate().unwrap(), true);
+    assert_eq!(client.peer_certificates().len(), 1);
+    assert!(!client.used_fast_start());
+}
+
+#[test]
+fn sighup_reloads_certificate_and_keeps_clients() {
+    let server = TestServer::start(&[]);
+    let b_secret = SecretKey::generate().unwrap();
+    let b_key = b_secret.public_key();
+    let mut a = server.connect();
+    let mut b = connect_with(&server, b_secret, true);
+    server.signal(Signal::SIGHUP);
+    assert!(
+        server.wait_for_log("certificate reloaded", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    smol::block_on(a.send_packet(&b_key, b"after reload")).unwrap();
+    assert_eq!(
+        packet_data(recv_until(&mut b, |m| matches!(
+            m,
+            ServerMessage::RecvPacket { .. }
+        ))),
+        b"after reload"
+    );
+    // A new client gets the same pin.
+    let c = server.connect();
+    assert_eq!(cert_pin(&c.peer_certificates()[0]), server.logged_pin());
+}
+
+#[test]
+fn sigterm_sends_restarting_and_exits_zero() {
+    let mut server = TestServer::start(&[]);
+    let mut a = server.connect();
+    server.signal(Signal::SIGTERM);
+    let restarting = recv_until(&mut a, |m| matches!(m, ServerMessage::Restarting { .. }));
+    assert!(
+        matches!(restarting, ServerMessage::Restarting { reconnect_in_ms, try_for_ms } if reconnect_in_ms > 0 && try_for_ms > reconnect_in_ms)
+    );
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn state_survives_restart_key_and_pin_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap().to_string();
+    let first = TestServer::start(&["--state-dir", &state]);
+    let key1 = first.connect().server_key();
+    let pin1 = first.logged_pin();
+    drop(first);
+    let second = TestServer::start(&["--state-dir", &state]);
+    assert_eq!(second.connect().server_key(), key1);
+    assert_eq!(second.logged_pin(), pin1);
+    let key_file = dir.path().join("derper.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn bad_command_line_gets_one_line_and_exit_2() {
+    let (status, _, stderr) = run_tinyderp(&["--stun-port", "abc"]);
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--stun-port"), "{stderr}");
+    let (status, stdout, _) = run_tinyderp(&["--help"]);
+    assert_eq!(status.code(), Some(0));
+    assert!(stdout.contains("--hostname") && stdout.contains("--certmode"));
+}
