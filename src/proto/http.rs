@@ -89,7 +89,8 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, Ht
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
         Err(_) => return Err(HttpError::Malformed),
     };
-    let target = request.path.unwrap_or("/");
+    let target = origin_form(request.path.unwrap_or("/"));
+    let target = target.as_str();
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query.to_owned())),
         None => (target, None),
@@ -148,6 +149,23 @@ pub fn derp_switching_protocols(server: &PublicKey) -> Vec<u8> {
         server.to_hex()
     )
     .into_bytes()
+}
+
+/// Reduces an absolute-form request target (`https://host:port/derp?x`, which HTTP/1.1
+/// servers must accept and hyper-based clients such as Tailscale's Rust `ts_derp` send)
+/// to its origin form (`/derp?x`). Other targets are returned unchanged.
+fn origin_form(target: &str) -> String {
+    let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    else {
+        return target.to_owned();
+    };
+    match rest.find(['/', '?']).and_then(|at| rest.get(at..)) {
+        Some(tail) if tail.starts_with('/') => tail.to_owned(),
+        Some(query) => format!("/{query}"),
+        None => "/".to_owned(),
+    }
 }
 
 /// A complete response that ends the connection: status line, the given headers,
@@ -246,6 +264,22 @@ Ideal-Node: \r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
         assert_eq!(consumed, raw.len());
         assert_eq!(head.method, "HEAD");
         assert_eq!(head.path, "/generate_204");
+        let absolute = b"POST https://127.0.0.1:8443/derp HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: DERP\r\nconnection: Upgrade\r\n\r\n";
+        let (head2, _) = parse_request_head(absolute).unwrap().unwrap();
+        assert_eq!(
+            head2.path, "/derp",
+            "absolute-form target (hyper clients) is reduced to its path"
+        );
+        assert_eq!(head2.method, "POST");
+        for (target, want) in [
+            ("http://h/a/b?c=d", "/a/b?c=d"),
+            ("https://h:1", "/"),
+            ("https://h?x=1", "/?x=1"),
+            ("/plain", "/plain"),
+            ("*", "*"),
+        ] {
+            assert_eq!(origin_form(target), want, "{target}");
+        }
         assert_eq!(head.query.as_deref(), Some("t=1700000000"));
         assert_eq!(head.host.as_deref(), Some("198.51.100.7"));
         assert_eq!(head.tailscale_challenge.as_deref(), Some("ts_198.51.100.7"));
