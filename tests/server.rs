@@ -561,3 +561,128 @@ fn bad_command_line_gets_one_line_and_exit_2() {
     assert_eq!(status.code(), Some(0));
     assert!(stdout.contains("--hostname") && stdout.contains("--certmode"));
 }
+
+#[test]
+fn manual_certificate_with_derper_naming_and_hostname_check() {
+    let certdir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["relay.example".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(certdir.path().join("relay.example.crt"), cert.pem()).unwrap();
+    std::fs::write(
+        certdir.path().join("relay.example.key"),
+        key.serialize_pem(),
+    )
+    .unwrap();
+    let dir = certdir.path().to_str().unwrap();
+    let server = TestServer::start(&[
+        "--certmode",
+        "manual",
+        "--certdir",
+        dir,
+        "--hostname",
+        "relay.example",
+    ]);
+    let mut config = server.client_config();
+    config.server_name = "relay.example".to_string();
+    config.verify = TlsVerify::Roots(vec![cert.der().clone()]);
+    let client =
+        smol::block_on(Client::connect(&config)).expect("verified against the manual cert");
+    assert_eq!(
+        cert_pin(&client.peer_certificates()[0]),
+        server.logged_pin()
+    );
+
+    // The same files for another hostname: refused at start with a line that names the problem.
+    std::fs::copy(
+        certdir.path().join("relay.example.crt"),
+        certdir.path().join("other.example.crt"),
+    )
+    .unwrap();
+    std::fs::copy(
+        certdir.path().join("relay.example.key"),
+        certdir.path().join("other.example.key"),
+    )
+    .unwrap();
+    let (status, _, stderr) = run_tinyderp(&[
+        "--certmode",
+        "manual",
+        "--certdir",
+        dir,
+        "--hostname",
+        "other.example",
+        "--state-dir",
+        dir,
+        "-a",
+        &format!("127.0.0.1:{}", common::free_tcp_port("127.0.0.1")),
+        "--stun-port",
+        "-1",
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("other.example"), "{stderr}");
+    // A missing file is refused with its path.
+    let (status, _, stderr) = run_tinyderp(&[
+        "--certmode",
+        "manual",
+        "--certdir",
+        dir,
+        "--hostname",
+        "missing.example",
+        "--state-dir",
+        dir,
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing.example.crt"), "{stderr}");
+}
+
+#[test]
+fn plain_http_port_answers_captive_checks_and_redirects() {
+    let http_port = common::free_tcp_port("127.0.0.1");
+    let server = TestServer::start(&["--http-port", &http_port.to_string()]);
+    let request = |text: &str| -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(text.as_bytes()).unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+    };
+    let captive = request("GET /generate_204 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Tailscale-Challenge: ts_127.0.0.1\r\n\r\n");
+    assert!(captive.starts_with("HTTP/1.1 204"), "{captive}");
+    assert!(
+        captive.contains("X-Tailscale-Response: response ts_127.0.0.1\r\n"),
+        "{captive}"
+    );
+    let redirect = request("GET /some/page?x=1 HTTP/1.1\r\nHost: router.example\r\n\r\n");
+    assert!(redirect.starts_with("HTTP/1.1 302"), "{redirect}");
+    let location = format!(
+        "Location: https://router.example:{}/some/page?x=1\r\n",
+        server.derp_addr.port()
+    );
+    assert!(redirect.contains(&location), "{redirect}");
+    let post = request("POST /x HTTP/1.1\r\nHost: router.example\r\nContent-Length: 0\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 400"), "{post}");
+}
+
+#[test]
+fn private_key_never_appears_in_logs_or_pages() {
+    let server = TestServer::start(&[]);
+    let key_json = std::fs::read_to_string(server.state_dir.path().join("derper.key")).unwrap();
+    let hex = key_json.split("privkey:").nth(1).unwrap()[..64].to_string();
+    let _ = server.connect();
+    let home = https_request(&server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let metrics = https_request(&server, "GET /debug/varz HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (what, text) in [
+        ("log", server.log()),
+        ("home page", home),
+        ("metrics", metrics),
+    ] {
+        assert!(
+            !text.to_lowercase().contains(&hex),
+            "private key leaked into the {what}"
+        );
+    }
+}

@@ -159,6 +159,18 @@ fn read_mesh_key(path: &std::path::Path) -> Result<[u8; 32], RunError> {
     })
 }
 
+/// Loads (or generates) the certificate; in manual mode the leaf must be valid for the
+/// hostname, as derper requires.
+fn load_certificate(config: &Config) -> Result<cert::LoadedCert, RunError> {
+    let source = config.cert_source();
+    let loaded = cert::load(&source).map_err(|err| RunError(err.to_string()))?;
+    if let cert::CertSource::Manual { cert: path, .. } = &source {
+        cert::check_valid_for(&loaded, &config.hostname, path)
+            .map_err(|err| RunError(err.to_string()))?;
+    }
+    Ok(loaded)
+}
+
 /// Prepares everything that can fail before any socket is opened: key, certificate, TLS.
 pub(crate) fn prepare(config: Config) -> Result<Arc<Server>, RunError> {
     let key = crate::keyfile::load_or_create(&config.server_key)
@@ -175,7 +187,7 @@ pub(crate) fn prepare(config: Config) -> Result<Arc<Server>, RunError> {
         Some(path) => Some(read_mesh_key(path)?),
         None => None,
     };
-    let loaded = cert::load(&config.cert_source()).map_err(|err| RunError(err.to_string()))?;
+    let loaded = load_certificate(&config)?;
     if loaded.generated {
         log::info!(
             "generated a self-signed certificate; its pin is {}",
