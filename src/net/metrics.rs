@@ -1,17 +1,17 @@
 //! Counters owned by the I/O edge (TLS, HTTP, handshakes, STUN), rendered next to the
 //! relay's own counters on `/debug/varz` in Prometheus text format.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Distinct labels a labelled counter keeps; labels are static strings from our own code,
 /// so this is a guard against a programming slip, not against input.
 const MAX_LABELS: usize = 64;
 
-/// A counter split by a static label, with a bounded number of labels.
+/// A counter split by a static label, in a fixed-capacity table (no allocation, a
+/// known upper bound on memory).
 #[derive(Default, Debug)]
 pub(crate) struct Labelled {
-    counts: BTreeMap<&'static str, u64>,
+    counts: heapless::LinearMap<&'static str, u64, MAX_LABELS>,
     /// Increments refused because the label table was full.
     pub overflow: u64,
 }
@@ -19,11 +19,9 @@ pub(crate) struct Labelled {
 impl Labelled {
     /// Adds one under `label`.
     pub fn bump(&mut self, label: &'static str) {
-        if let Some(count) = self.counts.get_mut(label) {
+        if let Some(count) = self.counts.get_mut(&label) {
             *count = count.saturating_add(1);
-        } else if self.counts.len() < MAX_LABELS {
-            self.counts.insert(label, 1);
-        } else {
+        } else if self.counts.insert(label, 1).is_err() {
             self.overflow = self.overflow.saturating_add(1);
         }
     }
@@ -31,12 +29,17 @@ impl Labelled {
     /// Current value for `label`.
     #[cfg(test)]
     pub fn get(&self, label: &str) -> u64 {
-        self.counts.get(label).copied().unwrap_or(0)
+        self.counts
+            .iter()
+            .find(|(name, _)| **name == label)
+            .map_or(0, |(_, count)| *count)
     }
 
     fn render(&self, out: &mut String, name: &str, label_name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (label, count) in &self.counts {
+        let mut rows: Vec<_> = self.counts.iter().collect();
+        rows.sort();
+        for (label, count) in rows {
             let _ = writeln!(out, "{name}{{{label_name}=\"{label}\"}} {count}");
         }
     }
