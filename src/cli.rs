@@ -41,7 +41,8 @@ the server so the snippets match.",
     note = "Every option is also a UCI option in /etc/config/tinyderp: the flag name\n\
 with _ for - (--stun-port 3478 is option stun_port '3478').",
     note = "derper spellings work too: -hostname x, -a :443, -c FILE,\n\
--certmode=manual, -verify-clients=true, -http-port=-1."
+-certmode=manual, -verify-clients=true, -http-port=-1,\n\
+-accept-connection-limit=10, -verify-client-url-fail-open=false."
 )]
 pub struct Flags {
     /// where the DERP relay listens (HTTPS over TCP): `:PORT` for every interface (IPv4
@@ -172,13 +173,73 @@ pub struct Flags {
     #[argh(option, arg_name = "LIST")]
     pub mesh_with: Option<String>,
 
-    /// admit only nodes known to the local tailscaled; not yet supported by this version.
+    /// a node key allowed to use the relay without other checks, as nodekey:HEX
+    /// (repeatable; --log-refused-keys prints refused keys in this form). With only this
+    /// option, every other key is refused. Default none.
+    #[argh(option, arg_name = "KEY")]
+    pub allowed_key: Vec<String>,
+
+    /// admit only nodes the local tailscaled knows (its own node and its tailnet peers),
+    /// asked over its LocalAPI socket. Default off.
     #[argh(switch)]
     pub verify_clients: bool,
 
-    /// ask this URL whether to admit each node; not yet supported by this version.
+    /// tailscaled's LocalAPI socket for --verify-clients. Default
+    /// /var/run/tailscale/tailscaled.sock.
+    #[argh(option, arg_name = "PATH")]
+    pub socket: Option<String>,
+
+    /// ask this http:// URL whether to admit each node: a POST of
+    /// {"NodePublic":"nodekey:...","Source":"IP"}, admitted only on status 200 with
+    /// {"Allow":true}, 5s timeout. Default none.
     #[argh(option, arg_name = "URL")]
     pub verify_client_url: Option<String>,
+
+    /// admit nodes when the --verify-client-url cannot be reached (true or false; write
+    /// --verify-client-url-fail-open=false to refuse them). Default true.
+    #[argh(option, arg_name = "BOOL")]
+    pub verify_client_url_fail_open: Option<String>,
+
+    /// learn mode: log each refused node key and its address once every 10 minutes, with
+    /// the command that adds it to the allowed keys. Default off.
+    #[argh(switch)]
+    pub log_refused_keys: bool,
+
+    /// per-client receive rate in bytes per second: reading from a faster client is
+    /// slowed, nothing is dropped; mesh peers are exempt. Suffixes k, M, G, Ki, Mi, Gi;
+    /// 0 = no limit. Default no limit.
+    #[argh(option, arg_name = "BYTES")]
+    pub client_rate: Option<String>,
+
+    /// per-client burst in bytes (at least 65568). Default 65568.
+    #[argh(option, arg_name = "BYTES")]
+    pub client_burst: Option<String>,
+
+    /// derper's per-client rate file, JSON {"PerClientRateLimitBytesPerSec":N,
+    /// "PerClientRateBurstBytes":N}, re-read on SIGHUP and applied to connected clients;
+    /// replaces --client-rate and --client-burst. Default none.
+    #[argh(option, arg_name = "FILE")]
+    pub rate_config: Option<String>,
+
+    /// cap on the bytes per second read from all clients together (what the relay can
+    /// send on), suffixes as --client-rate; 0 = no limit. Default no limit.
+    #[argh(option, arg_name = "BYTES")]
+    pub total_rate: Option<String>,
+
+    /// most clients connected at once; more are closed after the handshake (mesh peers
+    /// are never refused); 0 = no limit. Default no limit.
+    #[argh(option, arg_name = "N")]
+    pub max_clients: Option<String>,
+
+    /// new TLS connections accepted per second (decimals allowed, e.g. 0.5); excess ones
+    /// are closed at once; 0 = no limit. Default no limit.
+    #[argh(option, arg_name = "N")]
+    pub accept_rate: Option<String>,
+
+    /// connections accepted at once before --accept-rate applies. Default: the rate,
+    /// rounded up.
+    #[argh(option, arg_name = "N")]
+    pub accept_burst: Option<String>,
 
     /// log verbosity: error, warn, info, debug or trace. Default info.
     #[argh(option, arg_name = "LEVEL")]
@@ -337,6 +398,11 @@ enum Arity {
     Repeated,
     /// Takes no value (`=true`/`=false` allowed, as in Go).
     Switch,
+    /// A boolean whose default is true, so it must be able to say false: `--x` and
+    /// `--x=BOOL` as in Go, and also `--x BOOL` when the next word is a Go boolean (or
+    /// empty, an unset UCI option, which keeps the default). Passed to argh as
+    /// `--x BOOL`; may be given once.
+    Bool,
 }
 
 /// Every spelling we accept (without dashes), the `--long` name argh knows it by, and
@@ -372,8 +438,25 @@ const KNOWN_FLAGS: &[(&str, &str, Arity)] = &[
     ("tcp-user-timeout", "--tcp-user-timeout", Arity::Value),
     ("mesh-psk-file", "--mesh-psk-file", Arity::Value),
     ("mesh-with", "--mesh-with", Arity::Value),
+    ("allowed-key", "--allowed-key", Arity::Repeated),
     ("verify-clients", "--verify-clients", Arity::Switch),
+    ("socket", "--socket", Arity::Value),
     ("verify-client-url", "--verify-client-url", Arity::Value),
+    (
+        "verify-client-url-fail-open",
+        "--verify-client-url-fail-open",
+        Arity::Bool,
+    ),
+    ("log-refused-keys", "--log-refused-keys", Arity::Switch),
+    ("client-rate", "--client-rate", Arity::Value),
+    ("client-burst", "--client-burst", Arity::Value),
+    ("rate-config", "--rate-config", Arity::Value),
+    ("total-rate", "--total-rate", Arity::Value),
+    ("max-clients", "--max-clients", Arity::Value),
+    ("accept-rate", "--accept-rate", Arity::Value),
+    ("accept-connection-limit", "--accept-rate", Arity::Value),
+    ("accept-burst", "--accept-burst", Arity::Value),
+    ("accept-connection-burst", "--accept-burst", Arity::Value),
     ("log-level", "--log-level", Arity::Value),
     ("dev", "--dev", Arity::Switch),
     ("version", "--version", Arity::Switch),
@@ -414,7 +497,7 @@ pub fn normalize_args(args: &[String]) -> Result<Vec<String>, String> {
             out.push(token.clone());
             continue;
         };
-        if arity == Arity::Value {
+        if arity == Arity::Value || arity == Arity::Bool {
             if seen_once.contains(&long) {
                 return Err(format!("{long}: given more than once (give it once)"));
             }
@@ -432,6 +515,33 @@ pub fn normalize_args(args: &[String]) -> Result<Vec<String>, String> {
                 }
             }
             (Arity::Switch, None) => out.push(String::from(long)),
+            (Arity::Bool, value) => {
+                let value = match value {
+                    Some(value) => value,
+                    None => match tokens.as_slice().first() {
+                        // An empty UCI option: leave the default.
+                        Some(next) if next.is_empty() => {
+                            tokens.next();
+                            continue;
+                        }
+                        Some(next)
+                            if GO_TRUE.contains(&next.as_str())
+                                || GO_FALSE.contains(&next.as_str()) =>
+                        {
+                            tokens.next();
+                            next.as_str()
+                        }
+                        _ => "true",
+                    },
+                };
+                if !(GO_TRUE.contains(&value) || GO_FALSE.contains(&value)) {
+                    return Err(format!(
+                        "{long}: {value:?} is not true or false (write {long}=true or {long}=false)"
+                    ));
+                }
+                out.push(String::from(long));
+                out.push(String::from(value));
+            }
             (Arity::Switch, Some(value)) if GO_TRUE.contains(&value) => {
                 out.push(String::from(long));
             }
@@ -800,6 +910,17 @@ mod tests {
             "--mesh-with",
             "--verify-clients",
             "--verify-client-url",
+            "--allowed-key",
+            "--socket",
+            "--verify-client-url-fail-open",
+            "--log-refused-keys",
+            "--client-rate",
+            "--client-burst",
+            "--rate-config",
+            "--total-rate",
+            "--max-clients",
+            "--accept-rate",
+            "--accept-burst",
             "--log-level",
             "--dev",
             "--version",
@@ -878,13 +999,51 @@ mod tests {
                 "tinyderp: --mesh-with: not yet supported by this version of tinyderp; remove the option (run one node per region for now)",
             ),
             (
-                &["-verify-clients"],
-                "tinyderp: --verify-clients: not yet supported by this version of tinyderp; remove the option",
+                &["--socket", "/run/ts.sock"],
+                "tinyderp: --socket: only applies with --verify-clients (add it, or drop --socket)",
             ),
             (
-                &["--verify-client-url", "http://127.0.0.1/x"],
-                "tinyderp: --verify-client-url: not yet supported by this version of tinyderp; remove the option",
+                &["--verify-client-url", "https://admit.example/x"],
+                "tinyderp: --verify-client-url: https:// admission URLs are not supported by this version of tinyderp; use http:// to a controller on this machine or a trusted network (e.g. http://127.0.0.1:9000/admit)",
             ),
+            (
+                &["--verify-client-url", "admit.example"],
+                "tinyderp: --verify-client-url: \"admit.example\" is not an http:// URL (e.g. http://127.0.0.1:9000/admit)",
+            ),
+            (
+                &["--verify-client-url-fail-open=maybe"],
+                "tinyderp: --verify-client-url-fail-open: \"maybe\" is not true or false (write --verify-client-url-fail-open=true or --verify-client-url-fail-open=false)",
+            ),
+            (
+                &["--allowed-key", "nodekey:12"],
+                "tinyderp: --allowed-key: \"nodekey:12\" is not a node key (use nodekey: and 64 hex digits, as --log-refused-keys prints them)",
+            ),
+            (
+                &["--client-rate", "fast"],
+                "tinyderp: --client-rate: \"fast\" is not a byte amount (use e.g. 200000, 200k, 1M or 512Ki; 0 = no limit)",
+            ),
+            (
+                &["--client-burst", "1M"],
+                "tinyderp: --client-burst: needs --client-rate (the burst of an unlimited rate means nothing)",
+            ),
+            (
+                &["--rate-config", "/r.json", "--client-rate", "1M"],
+                "tinyderp: --rate-config: replaces --client-rate and --client-burst; give one or the other",
+            ),
+            (
+                &["--max-clients", "-5"],
+                "tinyderp: --max-clients: \"-5\" is not a client count (use 1-1000000, or 0 for no limit)",
+            ),
+            (
+                &["--accept-rate", "-1"],
+                "tinyderp: --accept-rate: \"-1\" is not a rate (use connections per second, e.g. 10 or 0.5; 0 = no limit)",
+            ),
+            (
+                &["--accept-rate", "0.0001"],
+                "tinyderp: --accept-rate: must be at least 0.001 connections per second (or 0 for no limit)",
+            ),
+            (&["--accept-burst", "5"], "tinyderp: --accept-burst: needs --accept-rate"),
+            (&["--accept-rate", "5", "--accept-burst", "0"], "tinyderp: --accept-burst: \"0\" is not a connection count (use 1-1000000)"),
             (
                 &["--log-level", "loud"],
                 "tinyderp: --log-level: \"loud\" is not a log level (use error, warn, info, debug or trace)",
@@ -925,6 +1084,163 @@ mod tests {
     }
 
     #[test]
+    fn admission_flags() {
+        use crate::admit::DEFAULT_TAILSCALED_SOCKET;
+        let config = serve(&[]);
+        assert!(config.admit.is_open());
+        assert!(config.admit.url_fail_open);
+        let a = format!("nodekey:{}", "ab".repeat(32));
+        let b = "CD".repeat(32);
+        let config = serve(&[
+            "--allowed-key",
+            &a,
+            "--allowed-key",
+            &b,
+            "--allowed-key",
+            &a,
+            "-verify-clients",
+            "--verify-client-url=http://127.0.0.1:9000/admit",
+            "--verify-client-url-fail-open=false",
+            "--log-refused-keys",
+        ]);
+        let admit = &config.admit;
+        let keys: Vec<String> = admit.allowed_keys.iter().map(|k| k.to_string()).collect();
+        assert_eq!(keys, [a.clone(), format!("nodekey:{}", "cd".repeat(32))]);
+        assert_eq!(
+            admit.tailscaled_socket.as_deref().and_then(|p| p.to_str()),
+            Some(DEFAULT_TAILSCALED_SOCKET)
+        );
+        let url = admit.url.as_ref().unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.target.as_str()),
+            ("127.0.0.1", 9000, "/admit")
+        );
+        assert!(!admit.url_fail_open);
+        assert!(admit.log_refused_keys);
+        let config = serve(&["--verify-clients", "--socket", "/run/ts.sock"]);
+        assert_eq!(
+            config
+                .admit
+                .tailscaled_socket
+                .as_deref()
+                .and_then(|p| p.to_str()),
+            Some("/run/ts.sock")
+        );
+        // Every spelling of the default-true boolean.
+        for (args, expected) in [
+            (&["--verify-client-url-fail-open"][..], true),
+            (&["-verify-client-url-fail-open=0"][..], false),
+            (&["--verify-client-url-fail-open", "false"][..], false),
+            (&["--verify-client-url-fail-open", "F", "--dev"][..], false),
+            (&["--verify-client-url-fail-open=true"][..], true),
+            (&["--verify-client-url-fail-open", "--dev"][..], true),
+            (&["--verify-client-url-fail-open", ""][..], true),
+        ] {
+            assert_eq!(serve(args).admit.url_fail_open, expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn limit_flags() {
+        use crate::config::{AcceptRate, ByteRate, Limits};
+        assert_eq!(serve(&[]).limits, Limits::default());
+        let config = serve(&[
+            "--client-rate",
+            "200k",
+            "--total-rate",
+            "1Mi",
+            "--max-clients",
+            "50",
+            "--accept-rate",
+            "0.5",
+        ]);
+        assert_eq!(
+            config.limits,
+            Limits {
+                client_rate: Some(ByteRate {
+                    bytes_per_sec: 200_000,
+                    burst: 65_568
+                }),
+                rate_config: None,
+                total_rate: Some(ByteRate {
+                    bytes_per_sec: 1 << 20,
+                    burst: 1 << 20
+                }),
+                max_clients: Some(50),
+                accept: Some(AcceptRate {
+                    millis_per_sec: 500,
+                    burst: 1
+                }),
+            }
+        );
+        let config = serve(&[
+            "--client-rate",
+            "1M",
+            "--client-burst",
+            "4M",
+            "-accept-connection-limit=12.5",
+            "-accept-connection-burst=40",
+            "--max-clients",
+            "0",
+            "--total-rate",
+            "0",
+        ]);
+        assert_eq!(
+            config.limits.client_rate,
+            Some(ByteRate {
+                bytes_per_sec: 1_000_000,
+                burst: 4_000_000
+            })
+        );
+        assert_eq!(
+            config.limits.accept,
+            Some(AcceptRate {
+                millis_per_sec: 12_500,
+                burst: 40
+            })
+        );
+        assert_eq!(
+            (config.limits.max_clients, config.limits.total_rate),
+            (None, None)
+        );
+        let config = serve(&[
+            "--client-rate",
+            "100",
+            "--client-burst",
+            "10",
+            "--accept-rate",
+            "+Inf",
+        ]);
+        assert_eq!(
+            config.limits.client_rate.map(|r| r.burst),
+            Some(65_568),
+            "burst floor"
+        );
+        assert_eq!(config.limits.accept, None);
+        let config = serve(&[
+            "--rate-config",
+            "/etc/tinyderp/rate.json",
+            "--accept-rate",
+            "3",
+        ]);
+        assert_eq!(
+            config
+                .limits
+                .rate_config
+                .as_deref()
+                .and_then(|p| p.to_str()),
+            Some("/etc/tinyderp/rate.json")
+        );
+        assert_eq!(
+            config.limits.accept,
+            Some(AcceptRate {
+                millis_per_sec: 3000,
+                burst: 3
+            })
+        );
+    }
+
+    #[test]
     fn empty_uci_values_mean_unset() {
         let config = serve(&[
             "--mesh-with",
@@ -939,8 +1255,18 @@ mod tests {
             "",
             "--stun-port",
             "",
+            "--socket",
+            "",
+            "--client-rate",
+            "",
+            "--max-clients",
+            "",
+            "--accept-rate",
+            "",
         ]);
         assert_eq!(config.mesh_psk_file, None);
+        assert!(config.admit.is_open());
+        assert_eq!(config.limits, crate::config::Limits::default());
         assert_eq!(config.derp_map.ipv4, None);
         assert_eq!(config.stun.map(|a| a.port()), Some(3478));
     }

@@ -18,7 +18,36 @@
 //! | metrics | loopback only |
 //! | TCP write timeout / keep-alive / user timeout | 2s / 10m / 15s |
 //! | log level | info |
+//! | admission | open (no `--allowed-key`, `--verify-clients` or `--verify-client-url`) |
+//! | `--socket` | `/var/run/tailscale/tailscaled.sock` (with `--verify-clients`) |
+//! | `--verify-client-url-fail-open` | true (as upstream) |
+//! | `--log-refused-keys` | off |
+//! | `--client-rate` / `--client-burst` | unlimited / 65568 bytes (the floor) |
+//! | `--rate-config` | none (derper's JSON file, re-read on SIGHUP) |
+//! | `--total-rate` | unlimited (burst: one second's worth, at least 65568 bytes) |
+//! | `--max-clients` | unlimited |
+//! | `--accept-rate` / `--accept-burst` | unlimited / the rate rounded up |
 //!
+//! # Admission and limit flags
+//!
+//! | flag (UCI option) | meaning |
+//! |---|---|
+//! | `--allowed-key nodekey:HEX` (`list allowed_key`) | a node key admitted without other checks (repeatable) |
+//! | `--verify-clients` (`verify_clients`) | admit nodes the local tailscaled knows (LocalAPI whois) |
+//! | `--socket PATH` (`socket`) | tailscaled's LocalAPI socket |
+//! | `--verify-client-url URL` (`verify_client_url`) | POST each node key to this http:// URL; only `{"Allow":true}` admits |
+//! | `--verify-client-url-fail-open BOOL` (`verify_client_url_fail_open`) | admit when that URL is unreachable |
+//! | `--log-refused-keys` (`log_refused_keys`) | learn mode: log refused keys ready to paste into the allowlist |
+//! | `--client-rate BYTES` (`client_rate`) | per-client receive rate, bytes/s (reading is slowed, nothing dropped); mesh peers exempt |
+//! | `--client-burst BYTES` (`client_burst`) | per-client burst, bytes |
+//! | `--rate-config FILE` (`rate_config`) | derper's per-client rate JSON instead of the two above, re-read on SIGHUP |
+//! | `--total-rate BYTES` (`total_rate`) | cap on bytes/s read from all DERP connections together |
+//! | `--max-clients N` (`max_clients`) | most connected clients; more are closed after the handshake |
+//! | `--accept-rate N` (`accept_rate`) | new TLS connections per second (decimals allowed); excess are closed at once |
+//! | `--accept-burst N` (`accept_burst`) | burst of the accept rate |
+//!
+//! Byte amounts take an optional suffix: `k`/`K` (1000), `M` (10^6), `G` (10^9), `Ki`
+//! (1024), `Mi`, `Gi`. `0` means unlimited everywhere. STUN is never limited.
 //! `--dev` changes the listen address to `127.0.0.1:8443` and the state dir to
 //! `./tinyderp-dev` unless those flags are given explicitly.
 
@@ -30,8 +59,11 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use crate::admit::{AdmissionUrl, AdmitPolicy, DEFAULT_TAILSCALED_SOCKET, MAX_ALLOWED_KEYS};
 use crate::cli::Flags;
 use crate::derpmap::DerpMapParams;
+use crate::proto::key::PublicKey;
+use crate::relay::MIN_BYTE_BURST;
 
 /// TCP port of the DERP TLS listener (8443: LuCI's uhttpd usually holds 443 on a router).
 pub const DEFAULT_DERP_PORT: u16 = 8443;
@@ -89,6 +121,15 @@ pub const MAX_REGION_NAME_LEN: usize = 64;
 pub const MAX_NODE_NAME_LEN: usize = 32;
 /// What "off" is written as for `--stun-port`, `--http-port` and `--public-stun-port`.
 pub const PORT_OFF: &str = "-1";
+/// Highest `--max-clients` accepted (far above what any router's memory holds).
+pub const MAX_MAX_CLIENTS: u64 = 1_000_000;
+/// Highest `--accept-rate` in connections per second.
+pub const MAX_ACCEPT_RATE: f64 = 1_000_000.0;
+/// Accept-rate tokens per connection: the accept bucket counts thousandths of a
+/// connection so decimal rates such as 0.5/s work with an integer bucket.
+pub const ACCEPT_TOKENS_PER_CONN: u64 = 1000;
+/// Longest `--rate-config` file read.
+pub const MAX_RATE_CONFIG_LEN: u64 = 4096;
 
 /// The fully validated configuration the server runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +169,44 @@ pub struct Config {
     pub tcp_user_timeout: Option<Duration>,
     /// `--dev` was given (loopback demo).
     pub dev: bool,
+    /// Who may use the relay.
+    pub admit: AdmitPolicy,
+    /// Uplink limits.
+    pub limits: Limits,
+}
+
+/// A byte rate with its burst, both in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRate {
+    /// Sustained bytes per second (never 0; 0 on the command line means no limit).
+    pub bytes_per_sec: u64,
+    /// Bytes that may arrive at once; at least [`MIN_BYTE_BURST`].
+    pub burst: u64,
+}
+
+/// The accept limit of the TLS listener, as a token bucket counting thousandths of a
+/// connection ([`ACCEPT_TOKENS_PER_CONN`] per connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptRate {
+    /// Thousandths of a connection per second (`--accept-rate 0.5` is 500).
+    pub millis_per_sec: u64,
+    /// Connections that may arrive at once.
+    pub burst: u64,
+}
+
+/// Uplink limits (§3.10). `None` everywhere means unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// Per-client receive rate from the flags (mesh peers exempt).
+    pub client_rate: Option<ByteRate>,
+    /// derper's rate JSON file, read at start and on SIGHUP, replacing `client_rate`.
+    pub rate_config: Option<PathBuf>,
+    /// Cap on bytes read from all DERP connections together.
+    pub total_rate: Option<ByteRate>,
+    /// Most registered connections; mesh peers are counted but never refused.
+    pub max_clients: Option<usize>,
+    /// New TLS connections per second.
+    pub accept: Option<AcceptRate>,
 }
 
 impl Config {
@@ -269,8 +348,265 @@ impl Config {
             tcp_keepalive,
             tcp_user_timeout,
             dev,
+            admit: parse_admit(flags)?,
+            limits: parse_limits(flags)?,
         })
     }
+}
+
+/// Admission flags: allowlist, local tailscaled, admission URL, learn mode.
+fn parse_admit(flags: &Flags) -> Result<AdmitPolicy, ConfigError> {
+    let mut allowed_keys = bounded_list(
+        "--allowed-key",
+        &flags.allowed_key,
+        MAX_ALLOWED_KEYS,
+        parse_allowed_key,
+    )?;
+    allowed_keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    allowed_keys.dedup();
+    let socket = given(&flags.socket).map(PathBuf::from);
+    let tailscaled_socket = match (flags.verify_clients, socket) {
+        (true, socket) => Some(socket.unwrap_or_else(|| PathBuf::from(DEFAULT_TAILSCALED_SOCKET))),
+        (false, Some(_)) => {
+            return Err(ConfigError::new(
+                "--socket",
+                "only applies with --verify-clients (add it, or drop --socket)",
+            ))
+        }
+        (false, None) => None,
+    };
+    let url = match given(&flags.verify_client_url) {
+        Some(text) => Some(
+            AdmissionUrl::from_str(text)
+                .map_err(|problem| ConfigError::new("--verify-client-url", problem))?,
+        ),
+        None => None,
+    };
+    let url_fail_open = match given(&flags.verify_client_url_fail_open) {
+        None => true,
+        Some(text) => parse_go_bool(text).ok_or_else(|| {
+            ConfigError::new(
+                "--verify-client-url-fail-open",
+                format!("{text:?} is not true or false"),
+            )
+        })?,
+    };
+    Ok(AdmitPolicy {
+        allowed_keys,
+        tailscaled_socket,
+        url,
+        url_fail_open,
+        log_refused_keys: flags.log_refused_keys,
+    })
+}
+
+/// `nodekey:<64 hex>` (as tailscale and our learn mode print it), or the bare 64 hex.
+fn parse_allowed_key(text: &str) -> Result<PublicKey, ConfigError> {
+    let bytes = crate::proto::key::parse_hex_32(
+        text.strip_prefix(crate::proto::key::NODE_KEY_PREFIX)
+            .unwrap_or(text),
+    );
+    match bytes.and_then(|b| PublicKey::from_slice(&b)) {
+        Some(key) if !key.is_zero() => Ok(key),
+        _ => Err(ConfigError::new(
+            "--allowed-key",
+            format!("{text:?} is not a node key (use nodekey: and 64 hex digits, as --log-refused-keys prints them)"),
+        )),
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Byte-amount suffixes and their multipliers.
+const BYTE_SUFFIXES: &[(&str, u64)] = &[
+    ("Ki", 1 << 10),
+    ("Mi", 1 << 20),
+    ("Gi", 1 << 30),
+    ("k", 1_000),
+    ("K", 1_000),
+    ("M", 1_000_000),
+    ("G", 1_000_000_000),
+    ("", 1),
+];
+
+/// Parses a byte amount: a whole number with an optional suffix (see the module docs).
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let digits_len = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(digits_len);
+    let value: u64 = parse_decimal(digits)?;
+    let multiplier = BYTE_SUFFIXES
+        .iter()
+        .find(|(name, _)| *name == suffix)
+        .map(|(_, m)| *m)?;
+    value.checked_mul(multiplier)
+}
+
+fn parse_bytes_flag(
+    flag: &'static str,
+    value: &Option<String>,
+) -> Result<Option<u64>, ConfigError> {
+    match given(value) {
+        None => Ok(None),
+        Some(text) => parse_bytes(text).map(Some).ok_or_else(|| {
+            ConfigError::new(
+                flag,
+                format!("{text:?} is not a byte amount (use e.g. 200000, 200k, 1M or 512Ki; 0 = no limit)"),
+            )
+        }),
+    }
+}
+
+/// Parses derper's `--rate-config` JSON: `{"PerClientRateLimitBytesPerSec": N,
+/// "PerClientRateBurstBytes": N}`, both optional (keys matched case-insensitively, as
+/// Go does). Rate 0 or absent means no limit; the burst is raised to [`MIN_BYTE_BURST`].
+pub fn parse_rate_config(text: &str) -> Result<Option<ByteRate>, String> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|err| format!("not a JSON object: {err}"))?;
+    let mut rate = 0u64;
+    let mut burst = 0u64;
+    for (name, value) in &object {
+        let slot = if name.eq_ignore_ascii_case("PerClientRateLimitBytesPerSec") {
+            &mut rate
+        } else if name.eq_ignore_ascii_case("PerClientRateBurstBytes") {
+            &mut burst
+        } else {
+            continue;
+        };
+        *slot = value
+            .as_u64()
+            .ok_or_else(|| format!("{name} must be a whole number of bytes, not {value}"))?;
+    }
+    Ok((rate > 0).then(|| ByteRate {
+        bytes_per_sec: rate,
+        burst: burst.max(MIN_BYTE_BURST),
+    }))
+}
+
+/// Uplink limit flags.
+fn parse_limits(flags: &Flags) -> Result<Limits, ConfigError> {
+    let client_rate = parse_bytes_flag("--client-rate", &flags.client_rate)?;
+    let client_burst = parse_bytes_flag("--client-burst", &flags.client_burst)?;
+    let rate_config = given(&flags.rate_config).map(PathBuf::from);
+    if rate_config.is_some() && (client_rate.is_some() || client_burst.is_some()) {
+        return Err(ConfigError::new(
+            "--rate-config",
+            "replaces --client-rate and --client-burst; give one or the other",
+        ));
+    }
+    let client_rate = match (client_rate, client_burst) {
+        (Some(rate), burst) if rate > 0 => Some(ByteRate {
+            bytes_per_sec: rate,
+            burst: burst.unwrap_or(0).max(MIN_BYTE_BURST),
+        }),
+        (_, Some(burst)) if burst > 0 => {
+            return Err(ConfigError::new(
+                "--client-burst",
+                "needs --client-rate (the burst of an unlimited rate means nothing)",
+            ))
+        }
+        _ => None,
+    };
+    let total_rate = parse_bytes_flag("--total-rate", &flags.total_rate)?
+        .filter(|rate| *rate > 0)
+        .map(|rate| ByteRate {
+            bytes_per_sec: rate,
+            burst: rate.max(MIN_BYTE_BURST),
+        });
+    let max_clients = match given(&flags.max_clients) {
+        None => None,
+        Some(text) => match parse_decimal::<u64>(text) {
+            Some(0) => None,
+            Some(n) if n <= MAX_MAX_CLIENTS => usize::try_from(n).ok(),
+            _ => {
+                return Err(ConfigError::new(
+                    "--max-clients",
+                    format!(
+                    "{text:?} is not a client count (use 1-{MAX_MAX_CLIENTS}, or 0 for no limit)"
+                ),
+                ))
+            }
+        },
+    };
+    let accept_millis = match given(&flags.accept_rate) {
+        None => None,
+        Some(text) => parse_accept_rate(text)?,
+    };
+    let accept_burst = match given(&flags.accept_burst) {
+        None => None,
+        Some(text) => match parse_decimal::<u64>(text) {
+            Some(n) if (1..=MAX_MAX_CLIENTS).contains(&n) => Some(n),
+            _ => {
+                return Err(ConfigError::new(
+                    "--accept-burst",
+                    format!("{text:?} is not a connection count (use 1-{MAX_MAX_CLIENTS})"),
+                ))
+            }
+        },
+    };
+    let accept = match (accept_millis, accept_burst) {
+        (Some(millis), burst) => Some(AcceptRate {
+            millis_per_sec: millis,
+            burst: burst.unwrap_or_else(|| millis.div_ceil(ACCEPT_TOKENS_PER_CONN).max(1)),
+        }),
+        (None, Some(_)) if given(&flags.accept_rate).is_none() => {
+            return Err(ConfigError::new("--accept-burst", "needs --accept-rate"))
+        }
+        (None, _) => None,
+    };
+    Ok(Limits {
+        client_rate,
+        rate_config,
+        total_rate,
+        max_clients,
+        accept,
+    })
+}
+
+/// Parses `--accept-rate` (connections per second, decimals allowed; `0` or `+Inf`,
+/// derper's default, mean unlimited) into thousandths per second.
+fn parse_accept_rate(text: &str) -> Result<Option<u64>, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            "--accept-rate",
+            format!(
+                "{text:?} is not a rate (use connections per second, e.g. 10 or 0.5; 0 = no limit)"
+            ),
+        )
+    };
+    let lower = text.to_ascii_lowercase();
+    if matches!(lower.as_str(), "inf" | "+inf" | "infinity" | "+infinity") {
+        return Ok(None);
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(bad());
+    }
+    let rate: f64 = text.parse().map_err(|_| bad())?;
+    if !rate.is_finite() || rate > MAX_ACCEPT_RATE {
+        return Err(ConfigError::new(
+            "--accept-rate",
+            format!("must be at most {MAX_ACCEPT_RATE} (or 0 for no limit)"),
+        ));
+    }
+    if rate == 0.0 {
+        return Ok(None);
+    }
+    let millis = (rate * ACCEPT_TOKENS_PER_CONN as f64).round() as u64;
+    if millis == 0 {
+        return Err(ConfigError::new(
+            "--accept-rate",
+            "must be at least 0.001 connections per second (or 0 for no limit)",
+        ));
+    }
+    Ok(Some(millis))
 }
 
 /// Where the TLS certificate comes from.
@@ -465,12 +801,6 @@ fn refuse_unsupported(flags: &Flags) -> Result<(), ConfigError> {
             "--mesh-with",
             format!("{NOT_YET} (run one node per region for now)"),
         ));
-    }
-    if flags.verify_clients {
-        return Err(ConfigError::new("--verify-clients", NOT_YET));
-    }
-    if given(&flags.verify_client_url).is_some() {
-        return Err(ConfigError::new("--verify-client-url", NOT_YET));
     }
     Ok(())
 }
@@ -892,6 +1222,79 @@ mod tests {
             "99999999999999999999999999999999999999h",
         ] {
             assert!(parse_go_duration(text).is_err(), "{text:?} should fail");
+        }
+    }
+
+    #[test]
+    fn byte_amounts() {
+        let table: &[(&str, Option<u64>)] = &[
+            ("0", Some(0)),
+            ("200000", Some(200_000)),
+            ("200k", Some(200_000)),
+            ("200K", Some(200_000)),
+            ("3M", Some(3_000_000)),
+            ("1G", Some(1_000_000_000)),
+            ("512Ki", Some(524_288)),
+            ("2Mi", Some(2_097_152)),
+            ("1Gi", Some(1_073_741_824)),
+            ("", None),
+            ("k", None),
+            ("1.5M", None),
+            ("-1", None),
+            ("1 M", None),
+            ("1MB", None),
+            ("99999999999999999999", None),
+            ("18446744073709551615Ki", None),
+        ];
+        for (text, expected) in table {
+            assert_eq!(parse_bytes(text), *expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn rate_config_files() {
+        assert_eq!(
+            parse_rate_config(
+                r#"{"PerClientRateLimitBytesPerSec": 1250000, "PerClientRateBurstBytes": 2500000}"#
+            ),
+            Ok(Some(ByteRate {
+                bytes_per_sec: 1_250_000,
+                burst: 2_500_000
+            }))
+        );
+        assert_eq!(
+            parse_rate_config(r#"{"perclientratelimitbytespersec": 1000}"#),
+            Ok(Some(ByteRate {
+                bytes_per_sec: 1000,
+                burst: MIN_BYTE_BURST
+            }))
+        );
+        assert_eq!(parse_rate_config("{}"), Ok(None));
+        assert_eq!(
+            parse_rate_config(r#"{"PerClientRateLimitBytesPerSec": 0, "Other": "x"}"#),
+            Ok(None)
+        );
+        for bad in [
+            "",
+            "[]",
+            "{\"PerClientRateLimitBytesPerSec\": -1}",
+            "{\"PerClientRateBurstBytes\": 1.5}",
+            "{\"PerClientRateLimitBytesPerSec\": \"1\"}",
+        ] {
+            assert!(parse_rate_config(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn go_bools() {
+        for text in ["1", "t", "T", "true", "TRUE", "True"] {
+            assert_eq!(parse_go_bool(text), Some(true));
+        }
+        for text in ["0", "f", "F", "false", "FALSE", "False"] {
+            assert_eq!(parse_go_bool(text), Some(false));
+        }
+        for text in ["yes", "", "tRUE", "2"] {
+            assert_eq!(parse_go_bool(text), None);
         }
     }
 

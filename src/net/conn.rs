@@ -13,7 +13,9 @@ use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 
+use crate::config::ACCEPT_TOKENS_PER_CONN;
 use crate::proto::http::{self as http_proto, RequestHead};
+use crate::relay::TokenBucket;
 
 use super::shared::Server;
 use super::{derp, http, listen};
@@ -53,6 +55,14 @@ pub(crate) async fn accept_loop(
     ex: Arc<smol::Executor<'static>>,
     tls: bool,
 ) {
+    // --accept-rate applies to the TLS listener only, as upstream.
+    let mut accept_bucket = server.config.limits.accept.filter(|_| tls).map(|rate| {
+        TokenBucket::new(
+            rate.millis_per_sec,
+            rate.burst.saturating_mul(ACCEPT_TOKENS_PER_CONN),
+            std::time::Instant::now(),
+        )
+    });
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -62,6 +72,14 @@ pub(crate) async fn accept_loop(
                 {
                     let mut metrics = server.metrics();
                     metrics.tcp_accepts = metrics.tcp_accepts.saturating_add(1);
+                }
+                if let Some(bucket) = accept_bucket.as_mut() {
+                    if !bucket.try_take(ACCEPT_TOKENS_PER_CONN, std::time::Instant::now()) {
+                        // Accepted and closed at once (dropping the stream closes it).
+                        let mut metrics = server.metrics();
+                        metrics.accept_rate_limited = metrics.accept_rate_limited.saturating_add(1);
+                        continue;
+                    }
                 }
                 listen::tune_accepted(
                     &stream,

@@ -17,6 +17,7 @@ use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpStream;
 
+use crate::admit::{self, Refusal};
 use crate::proto::frame::{self, FrameHeader, FrameType, PayloadPlan, HEADER_LEN};
 use crate::proto::handshake::{self, ClientInfo};
 use crate::proto::http::{self as http_proto, RequestHead};
@@ -24,6 +25,7 @@ use crate::proto::key::PublicKey;
 use crate::relay::{ConnId, ConnParams};
 
 use super::conn::with_deadline;
+use super::limits::ReadLimiter;
 use super::shared::{ConnHandle, Server};
 
 /// Deadline for each handshake step: writing ServerKey, then reading ClientInfo (as upstream).
@@ -88,6 +90,14 @@ pub(crate) async fn serve<S>(
         (Some(ours), Some(theirs)) => constant_time_eq(&ours, &theirs),
         _ => false,
     };
+    // Admission runs here, in this connection's task, under the checks' own deadlines,
+    // so a slow tailscaled or admission URL holds up only this client.
+    if !is_mesh {
+        match admit::decide(&server.config.admit, &client_key, Some(peer.ip())).await {
+            Ok(how) => server.metrics().admission_allowed.bump(how.label()),
+            Err(refusal) => return refuse(&server, peer, &client_key, &refusal),
+        }
+    }
     let (wake_tx, wake_rx) = smol::channel::bounded(1);
     let closed = Arc::new(AtomicBool::new(false));
     let params = ConnParams {
@@ -102,6 +112,18 @@ pub(crate) async fn serve<S>(
     };
     let id = {
         let mut hub = server.hub();
+        // Checked under the same lock as the registration, so the limit cannot be passed
+        // by clients finishing their handshakes together.
+        if let Some(max) = server.config.limits.max_clients {
+            if !is_mesh && hub.conns.len() >= max {
+                drop(hub);
+                let refusal = Refusal {
+                    reason: "max_clients",
+                    detail: format!("server full ({max} clients; see --max-clients)"),
+                };
+                return refuse(&server, peer, &client_key, &refusal);
+            }
+        }
         let hub = &mut *hub;
         let id = hub.relay.register(params, Instant::now(), &mut hub.actions);
         hub.conns.insert(
@@ -131,7 +153,7 @@ pub(crate) async fn serve<S>(
     let sent_info = write_all_flush(&mut writer, &info_frame, write_timeout).await;
 
     if sent_info.is_ok() {
-        let outcome = read_loop(&server, id, &mut reader)
+        let outcome = read_loop(&server, id, &mut reader, ReadLimiter::new(is_mesh))
             .or(write_loop(
                 &server,
                 id,
@@ -208,6 +230,30 @@ where
     })
 }
 
+/// Counts and logs a client refused after its handshake; the caller then drops the
+/// connection without sending ServerInfo (as upstream).
+fn refuse(server: &Server, peer: SocketAddr, key: &PublicKey, refusal: &Refusal) {
+    server.metrics().admission_refused.bump(refusal.reason);
+    server.conn_log.log(
+        log::Level::Info,
+        format_args!(
+            "derp: {peer}: client {} refused: {}",
+            key.short(),
+            refusal.detail
+        ),
+    );
+    if server.config.admit.log_refused_keys {
+        let fresh = server
+            .refused_keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .should_log(key, Instant::now());
+        if fresh {
+            log::info!("{}", admit::learn_line(key, Some(peer.ip()), refusal));
+        }
+    }
+}
+
 fn log_failure(server: &Server, peer: SocketAddr, failure: HandshakeFailure) {
     server
         .metrics()
@@ -224,12 +270,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
     server: &Server,
     id: ConnId,
     reader: &mut R,
+    mut limiter: ReadLimiter,
 ) -> std::io::Result<()> {
     let mut payload: Vec<u8> = Vec::new();
     loop {
         let mut header = [0u8; HEADER_LEN];
         reader.read_exact(&mut header).await?;
         let header = FrameHeader::decode(header);
+        // Pacing delays reading the payload: the sender meets TCP back-pressure.
+        limiter.before_frame(server, header.len).await;
         let plan = frame::plan_client_payload(header).map_err(protocol_error)?;
         let now;
         let result = match plan {

@@ -64,6 +64,16 @@ pub(crate) struct NetMetrics {
     pub stun_requests: Labelled,
     /// Answered STUN requests by address family.
     pub stun_family: Labelled,
+    /// Clients admitted, by how (open, allowlist, checked, fail_open).
+    pub admission_allowed: Labelled,
+    /// Clients closed right after the handshake, by reason (admission or max_clients).
+    pub admission_refused: Labelled,
+    /// TLS connections closed at once because the accept rate was exceeded.
+    pub accept_rate_limited: u64,
+    /// Frames whose read waited for the per-client rate.
+    pub client_rate_waits: u64,
+    /// Frames whose read waited for the server-wide rate cap.
+    pub total_rate_waits: u64,
 }
 
 impl NetMetrics {
@@ -84,6 +94,21 @@ impl NetMetrics {
                 "tinyderp_tls_handshakes_total",
                 "TLS handshakes completed",
                 self.tls_handshakes,
+            ),
+            (
+                "tinyderp_accept_rate_limited_total",
+                "TLS connections closed at once by --accept-rate",
+                self.accept_rate_limited,
+            ),
+            (
+                "tinyderp_client_rate_waits_total",
+                "frame reads delayed by the per-client rate",
+                self.client_rate_waits,
+            ),
+            (
+                "tinyderp_total_rate_waits_total",
+                "frame reads delayed by --total-rate",
+                self.total_rate_waits,
             ),
         ];
         for (name, help, value) in plain {
@@ -121,6 +146,18 @@ impl NetMetrics {
             "tinyderp_stun_responses_total",
             "family",
             "STUN answers by address family",
+        );
+        self.admission_allowed.render(
+            out,
+            "tinyderp_clients_admitted_total",
+            "how",
+            "clients admitted, by the check that let them in",
+        );
+        self.admission_refused.render(
+            out,
+            "tinyderp_clients_refused_total",
+            "reason",
+            "clients closed after the handshake by admission or --max-clients",
         );
     }
 }

@@ -6,6 +6,7 @@
 mod conn;
 mod derp;
 mod http;
+mod limits;
 mod listen;
 mod logging;
 mod metrics;

@@ -12,11 +12,13 @@ use smol::channel::Sender;
 use smol::net::TcpStream;
 use smol::stream::StreamExt;
 
+use crate::admit::RefusedKeys;
 use crate::cert::{self, CertResolver};
 use crate::config::Config;
 use crate::proto::key::{PublicKey, SecretKey};
-use crate::relay::{Action, ConnId, Relay, RelayLimits};
+use crate::relay::{Action, ConnId, Relay, RelayLimits, TokenBucket};
 
+use super::limits::{self, ClientRate};
 use super::logging::RateLimitedLog;
 use super::metrics::NetMetrics;
 use super::{conn, listen, stun};
@@ -119,6 +121,12 @@ pub(crate) struct Server {
     pub started: Instant,
     /// Set once a stop was requested: listeners stop accepting.
     pub stopping: AtomicBool,
+    /// The per-client receive rate in force (from the flags or `--rate-config`).
+    pub client_rate: ClientRate,
+    /// The server-wide cap on bytes read from DERP connections, if configured.
+    pub total_bucket: Option<Mutex<TokenBucket>>,
+    /// Learn mode's memory of refused keys already logged.
+    pub refused_keys: Mutex<RefusedKeys>,
 }
 
 impl Server {
@@ -202,6 +210,17 @@ pub(crate) fn prepare(config: Config) -> Result<Arc<Server>, RunError> {
     let resolver = CertResolver::new(loaded, meta).map_err(|err| RunError(err.to_string()))?;
     let tls = cert::server_config(resolver.clone()).map_err(|err| RunError(err.to_string()))?;
     let relay = Relay::new(public, RelayLimits::default());
+    let client_rate = match &config.limits.rate_config {
+        Some(path) => limits::load_rate_config(path).map_err(RunError)?,
+        None => config.limits.client_rate,
+    };
+    let total_bucket = config.limits.total_rate.map(|rate| {
+        Mutex::new(TokenBucket::new(
+            rate.bytes_per_sec,
+            rate.burst,
+            Instant::now(),
+        ))
+    });
     Ok(Arc::new(Server {
         config,
         secret,
@@ -218,6 +237,9 @@ pub(crate) fn prepare(config: Config) -> Result<Arc<Server>, RunError> {
         conn_log: RateLimitedLog::new(),
         started: Instant::now(),
         stopping: AtomicBool::new(false),
+        client_rate: ClientRate::new(client_rate),
+        total_bucket,
+        refused_keys: Mutex::new(RefusedKeys::default()),
     }))
 }
 
@@ -289,6 +311,8 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
         server.public
     );
     log::info!("certificate pin {}", server.resolver.pin());
+    log::info!("{}", server.config.admit.describe());
+    log_limits(&server);
     log::info!(
         "paste one of these into your DERP map:\n{}",
         server.derp_map_text()
@@ -303,7 +327,10 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
     let mut signals = signals;
     while let Some(signal) = signals.next().await {
         match signal {
-            Ok(async_signal::Signal::Hup) => reload_certificate(&server),
+            Ok(async_signal::Signal::Hup) => {
+                reload_certificate(&server);
+                limits::reload_rate_config(&server);
+            }
             Ok(async_signal::Signal::Term) | Ok(async_signal::Signal::Int) => break,
             Ok(_) => {}
             Err(err) => log::warn!("signal handling error: {err}"),
@@ -350,6 +377,32 @@ fn reload_certificate(server: &Server) {
             }
         }
         Err(err) => log::error!("SIGHUP: certificate reload failed, keeping the old one: {err}"),
+    }
+}
+
+/// One start-up line about the uplink limits, and upstream's rate-config line.
+fn log_limits(server: &Server) {
+    let limits = &server.config.limits;
+    if limits.rate_config.is_some() || limits.client_rate.is_some() {
+        log::info!("{}", limits::describe_client_rate(server.client_rate.get()));
+    }
+    let mut parts = Vec::new();
+    if let Some(total) = limits.total_rate {
+        parts.push(format!("total-rate={} bytes/sec", total.bytes_per_sec));
+    }
+    if let Some(max) = limits.max_clients {
+        parts.push(format!("max-clients={max}"));
+    }
+    if let Some(accept) = limits.accept {
+        parts.push(format!(
+            "accept-rate={}.{:03}/sec burst {}",
+            accept.millis_per_sec / crate::config::ACCEPT_TOKENS_PER_CONN,
+            accept.millis_per_sec % crate::config::ACCEPT_TOKENS_PER_CONN,
+            accept.burst
+        ));
+    }
+    if !parts.is_empty() {
+        log::info!("limits: {}", parts.join(", "));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Synchronous DERP server state: the client registry, per-connection send queues,
 //! duplicate-key handling, PeerGone subscriptions, watchers and metrics
-//! (§3.3–3.9 and §3.13 of the protocol reference).
+//! (§3.3–3.9 and §3.13 of the protocol reference), and the token buckets of the uplink
+//! limits (§3.10).
 //!
 //! Nothing here touches sockets, clocks, threads or the runtime. The net layer keeps one
 //! `std::sync::Mutex<Relay>`; each connection's reader task calls [`Relay::handle_frame`]
@@ -25,6 +26,7 @@
 )]
 
 mod conn;
+mod limit;
 mod metrics;
 mod state;
 
@@ -32,6 +34,7 @@ mod state;
 mod tests;
 
 pub use conn::{NOT_HERE_BURST, NOT_HERE_INTERVAL};
+pub use limit::{TokenBucket, MIN_BYTE_BURST};
 pub use metrics::{Counters, DropReason, PacketKind, PacketTally};
 pub use state::{
     Action, ConnId, ConnParams, Drained, Relay, RelayLimits, RelayStats, Violation,

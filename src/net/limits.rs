@@ -1,0 +1,149 @@
+//! Applying the uplink limits to live connections: the per-client receive rate (which
+//! `--rate-config` can change on SIGHUP, for connected clients too) and the server-wide
+//! cap, both enforced by delaying the read of the next frame, so a fast sender meets
+//! TCP back-pressure instead of losing packets (upstream §3.10).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::config::{parse_rate_config, ByteRate, MAX_RATE_CONFIG_LEN};
+use crate::relay::{TokenBucket, MIN_BYTE_BURST};
+
+use super::shared::Server;
+
+/// The per-client rate currently in force, shared by every connection task. Two plain
+/// atomics: a reload racing with a read can at worst pace one frame with the old burst.
+#[derive(Debug, Default)]
+pub(crate) struct ClientRate {
+    /// Bytes per second; 0 = no limit.
+    bytes_per_sec: AtomicU64,
+    /// Burst in bytes.
+    burst: AtomicU64,
+}
+
+impl ClientRate {
+    /// A setting holding `rate` (`None` = no limit).
+    pub fn new(rate: Option<ByteRate>) -> ClientRate {
+        let setting = ClientRate::default();
+        setting.set(rate);
+        setting
+    }
+
+    /// Replaces the setting; connections pick it up before their next frame.
+    pub fn set(&self, rate: Option<ByteRate>) {
+        let (bytes_per_sec, burst) = rate.map_or((0, 0), |r| (r.bytes_per_sec, r.burst));
+        self.burst.store(burst, Ordering::Relaxed);
+        self.bytes_per_sec.store(bytes_per_sec, Ordering::Relaxed);
+    }
+
+    /// The current setting.
+    pub fn get(&self) -> Option<ByteRate> {
+        let bytes_per_sec = self.bytes_per_sec.load(Ordering::Relaxed);
+        let burst = self.burst.load(Ordering::Relaxed);
+        (bytes_per_sec > 0).then_some(ByteRate {
+            bytes_per_sec,
+            burst: burst.max(MIN_BYTE_BURST),
+        })
+    }
+}
+
+/// One connection's pacing state.
+pub(crate) struct ReadLimiter {
+    /// Mesh peers are exempt from the per-client rate (not from the server cap).
+    exempt: bool,
+    /// This connection's bucket, created when a rate is first in force.
+    own: Option<TokenBucket>,
+}
+
+impl ReadLimiter {
+    /// A limiter for a new connection.
+    pub fn new(is_mesh: bool) -> ReadLimiter {
+        ReadLimiter {
+            exempt: is_mesh,
+            own: None,
+        }
+    }
+
+    /// Waits until a frame with `payload_len` bytes may be read: first this client's own
+    /// rate, then the server-wide cap. At most one frame's worth (65568 bytes) is
+    /// charged per frame, as upstream.
+    pub async fn before_frame(&mut self, server: &Server, payload_len: u32) {
+        let cost = u64::from(payload_len).min(MIN_BYTE_BURST);
+        if cost == 0 {
+            return;
+        }
+        if !self.exempt {
+            match server.client_rate.get() {
+                None => self.own = None,
+                Some(rate) => {
+                    let now = Instant::now();
+                    let bucket = self.own.get_or_insert_with(|| {
+                        TokenBucket::new(rate.bytes_per_sec, rate.burst, now)
+                    });
+                    if bucket.rate() != rate.bytes_per_sec || bucket.burst() != rate.burst {
+                        bucket.reconfigure(rate.bytes_per_sec, rate.burst);
+                    }
+                    let wait = bucket.reserve(cost, now);
+                    if !wait.is_zero() {
+                        {
+                            let mut metrics = server.metrics();
+                            metrics.client_rate_waits = metrics.client_rate_waits.saturating_add(1);
+                        }
+                        smol::Timer::after(wait).await;
+                    }
+                }
+            }
+        }
+        if let Some(total) = &server.total_bucket {
+            let wait = total
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .reserve(cost, Instant::now());
+            if !wait.is_zero() {
+                {
+                    let mut metrics = server.metrics();
+                    metrics.total_rate_waits = metrics.total_rate_waits.saturating_add(1);
+                }
+                smol::Timer::after(wait).await;
+            }
+        }
+    }
+}
+
+/// Reads and parses a `--rate-config` file.
+pub(crate) fn load_rate_config(path: &Path) -> Result<Option<ByteRate>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_RATE_CONFIG_LEN)
+        .read_to_string(&mut text)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    parse_rate_config(&text).map_err(|err| format!("{}: {err}", path.display()))
+}
+
+/// The log line for the per-client rate in force (upstream's wording, plus "off").
+pub(crate) fn describe_client_rate(rate: Option<ByteRate>) -> String {
+    match rate {
+        Some(rate) => format!(
+            "rate config applied: client-rate={} bytes/sec, client-burst={} bytes",
+            rate.bytes_per_sec, rate.burst
+        ),
+        None => String::from("rate config applied: no per-client rate limit"),
+    }
+}
+
+/// SIGHUP: re-reads `--rate-config` if one is set; a bad file keeps the old setting.
+pub(crate) fn reload_rate_config(server: &Server) {
+    let Some(path) = &server.config.limits.rate_config else {
+        return;
+    };
+    match load_rate_config(path) {
+        Ok(rate) => {
+            server.client_rate.set(rate);
+            log::info!("SIGHUP: {}", describe_client_rate(rate));
+        }
+        Err(err) => log::error!("SIGHUP: rate config not reloaded, keeping the old one: {err}"),
+    }
+}
