@@ -1,0 +1,517 @@
+//! Admission, end to end: the real binary on loopback with each check configured, and
+//! fake peers in the test (a LocalAPI on a Unix socket answering whois like tailscaled,
+//! an admission controller on 127.0.0.1), asserting who gets in, what the peers were
+//! asked, what is counted and what is logged.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{free_tcp_port, TestServer};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use tinyderp::client::{Client, TlsVerify};
+use tinyderp::proto::key::{PublicKey, SecretKey};
+
+/// Requests a fake peer received, as text.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// What a fake peer answers to one request: `Some(raw response)`, or `None` to hold the
+/// connection open without answering (a hung peer).
+type Answer = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Reads one request (head plus Content-Length body) from `stream`.
+fn read_request(stream: &mut impl Read) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&buf).to_string()
+}
+
+fn serve_one(mut stream: impl Read + Write, answer: &Answer, seen: &Seen) {
+    let request = read_request(&mut stream);
+    seen.lock().unwrap().push(request.clone());
+    match answer(&request) {
+        Some(response) => {
+            let _ = stream.write_all(response.as_bytes());
+        }
+        None => std::thread::sleep(Duration::from_secs(30)),
+    }
+}
+
+/// A fake tailscaled LocalAPI on a Unix socket.
+fn fake_localapi(path: &std::path::Path, answer: Answer) -> Seen {
+    let listener = UnixListener::bind(path).unwrap();
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (answer, record) = (answer.clone(), record.clone());
+            std::thread::spawn(move || serve_one(stream, &answer, &record));
+        }
+    });
+    seen
+}
+
+/// A fake admission controller on 127.0.0.1; returns its URL.
+fn fake_controller(answer: Answer) -> (String, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/admit", listener.local_addr().unwrap());
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (answer, record) = (answer.clone(), record.clone());
+            std::thread::spawn(move || serve_one(stream, &answer, &record));
+        }
+    });
+    (url, seen)
+}
+
+fn http_response(status: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Go's chunked encoding, as tailscaled uses for larger whois answers.
+fn chunked_response(status: &str, body: &str) -> String {
+    let (a, b) = body.split_at(body.len() / 2);
+    format!(
+        "HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    )
+}
+
+/// Tries to log in with `secret`; true when the server admitted the client.
+fn try_login(server: &TestServer, secret: &SecretKey) -> bool {
+    let mut config = server.client_config();
+    config.secret = secret.clone();
+    smol::block_on(Client::connect(&config)).is_ok()
+}
+
+fn fresh() -> (SecretKey, PublicKey) {
+    let secret = SecretKey::generate().unwrap();
+    let public = secret.public_key();
+    (secret, public)
+}
+
+/// The server's Prometheus text.
+fn varz(server: &TestServer) -> String {
+    smol::block_on(async {
+        let tcp = smol::net::TcpStream::connect(server.derp_addr)
+            .await
+            .unwrap();
+        let config = tinyderp::client::client_tls_config(&TlsVerify::Insecure)
+            .unwrap()
+            .unwrap();
+        let connector = futures_rustls::TlsConnector::from(Arc::new(config));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(b"GET /debug/varz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = tls.read_to_end(&mut response).await;
+        String::from_utf8_lossy(&response).into_owned()
+    })
+}
+
+fn metric(varz: &str, line_start: &str) -> u64 {
+    varz.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[test]
+fn allowlist_admits_listed_keys_and_refuses_others() {
+    let (a_secret, a_key) = fresh();
+    let (b_secret, b_key) = fresh();
+    let (c_secret, _) = fresh();
+    // Both accepted spellings: nodekey: form and bare upper-case hex.
+    let a_text = a_key.to_string();
+    let b_text = b_key.to_hex().to_uppercase();
+    let server = TestServer::start(&["--allowed-key", &a_text, "--allowed-key", &b_text]);
+    assert!(server.log().contains("admission: 2 allowed keys"));
+    assert!(try_login(&server, &a_secret));
+    assert!(try_login(&server, &b_secret));
+    assert!(!try_login(&server, &c_secret));
+    assert!(!try_login(&server, &c_secret));
+    assert!(server.wait_for_log("refused: not in the allowed keys", Duration::from_secs(5)));
+    let varz = varz(&server);
+    assert_eq!(
+        metric(
+            &varz,
+            "tinyderp_clients_refused_total{reason=\"not_allowlisted\"} "
+        ),
+        2
+    );
+    assert_eq!(
+        metric(&varz, "tinyderp_clients_admitted_total{how=\"allowlist\"} "),
+        2
+    );
+    // Without learn mode the full key of a refused client is not logged.
+    assert!(!server.log().contains("to allow it"));
+}
+
+#[test]
+fn refused_client_is_closed_before_server_info_and_others_are_unaffected() {
+    let (a_secret, a_key) = fresh();
+    let (b_secret, b_key) = fresh();
+    let server = TestServer::start(&[
+        "--allowed-key",
+        &a_key.to_string(),
+        "--allowed-key",
+        &b_key.to_string(),
+    ]);
+    let mut a = {
+        let mut config = server.client_config();
+        config.secret = a_secret;
+        smol::block_on(Client::connect(&config)).unwrap()
+    };
+    let mut b = {
+        let mut config = server.client_config();
+        config.secret = b_secret;
+        smol::block_on(Client::connect(&config)).unwrap()
+    };
+    let started = Instant::now();
+    let (stranger, _) = fresh();
+    let mut config = server.client_config();
+    config.secret = stranger;
+    let err = smol::block_on(Client::connect(&config))
+        .err()
+        .expect("refused");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "refusal must be immediate, took {:?} ({err})",
+        started.elapsed()
+    );
+    smol::block_on(a.send_packet(&b_key, b"still relayed")).unwrap();
+    let got = common::recv_until(&mut b, |m| {
+        matches!(m, tinyderp::client::ServerMessage::RecvPacket { .. })
+    });
+    assert!(
+        matches!(got, tinyderp::client::ServerMessage::RecvPacket { data, .. } if data == b"still relayed")
+    );
+}
+
+#[test]
+fn learn_mode_logs_refused_key_once_with_paste_ready_lines() {
+    let (allowed, allowed_key) = fresh();
+    let (stranger, stranger_key) = fresh();
+    let server = TestServer::start(&[
+        "--allowed-key",
+        &allowed_key.to_string(),
+        "--log-refused-keys",
+    ]);
+    assert!(try_login(&server, &allowed));
+    for _ in 0..3 {
+        assert!(!try_login(&server, &stranger));
+    }
+    let needle = format!("refused {stranger_key} from 127.0.0.1 (not_allowlisted)");
+    assert!(
+        server.wait_for_log(&needle, Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    assert_eq!(log.matches(&needle).count(), 1, "one line per key:\n{log}");
+    assert!(log.contains(&format!(
+        "uci add_list tinyderp.main.allowed_key='{stranger_key}'"
+    )));
+    assert!(!log.contains(&format!("refused {allowed_key}")));
+}
+
+#[test]
+fn mesh_peers_bypass_admission() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let mesh_file = server_dir.path().join("mesh.key");
+    let mesh_key = [0x42u8; 32];
+    std::fs::write(&mesh_file, tinyderp::proto::key::hex_lower(&mesh_key)).unwrap();
+    let (other, other_key) = fresh();
+    let server = TestServer::start(&[
+        "--mesh-psk-file",
+        mesh_file.to_str().unwrap(),
+        "--allowed-key",
+        &other_key.to_string(),
+        "--verify-client-url",
+        &format!("http://127.0.0.1:{}/admit", free_tcp_port("127.0.0.1")),
+        "--verify-client-url-fail-open=false",
+    ]);
+    let (mesh_secret, _) = fresh();
+    let mut config = server.client_config();
+    config.secret = mesh_secret.clone();
+    config.mesh_key = Some(mesh_key);
+    assert!(
+        smol::block_on(Client::connect(&config)).is_ok(),
+        "mesh peer admitted"
+    );
+    assert!(
+        !try_login(&server, &mesh_secret),
+        "same key without the mesh key is refused"
+    );
+    assert!(try_login(&server, &other));
+}
+
+const WHOIS_BODY: &str = r#"{"Node":{"ID":7,"Name":"laptop.tailnet.ts.net."},"UserProfile":{"ID":1,"LoginName":"me@example.com"},"CapMap":{}}"#;
+
+#[test]
+fn verify_clients_asks_local_tailscaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("tailscaled.sock");
+    let (known, known_key) = fresh();
+    let (chunked, chunked_key) = fresh();
+    let (unknown, _) = fresh();
+    let known_hex = known_key.to_hex();
+    let chunked_hex = chunked_key.to_hex();
+    let seen = fake_localapi(
+        &socket,
+        Box::new(move |request| {
+            Some(if request.contains(&known_hex) {
+                http_response("200 OK", WHOIS_BODY)
+            } else if request.contains(&chunked_hex) {
+                chunked_response("200 OK", WHOIS_BODY)
+            } else {
+                http_response("404 Not Found", "no match for IP:port\n")
+            })
+        }),
+    );
+    let server = TestServer::start(&["-verify-clients", "--socket", socket.to_str().unwrap()]);
+    assert!(try_login(&server, &known));
+    assert!(try_login(&server, &chunked));
+    assert!(!try_login(&server, &unknown));
+    assert!(server.wait_for_log(
+        "refused: not found in local tailscaled",
+        Duration::from_secs(5)
+    ));
+
+    // The request is what tailscaled expects.
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 3);
+    let first = &requests[0];
+    assert!(
+        first.starts_with(&format!(
+            "GET /localapi/v0/whois?addr=nodekey%3A{} HTTP/1.1\r\n",
+            known_key.to_hex()
+        )),
+        "{first}"
+    );
+    assert!(
+        first.contains("\r\nHost: local-tailscaled.sock\r\n"),
+        "{first}"
+    );
+    assert!(first.contains("\r\nTailscale-Cap: 145\r\n"), "{first}");
+
+    let varz = varz(&server);
+    assert_eq!(
+        metric(&varz, "tinyderp_clients_admitted_total{how=\"checked\"} "),
+        2
+    );
+    assert_eq!(
+        metric(
+            &varz,
+            "tinyderp_clients_refused_total{reason=\"tailscaled_unknown\"} "
+        ),
+        1
+    );
+}
+
+#[test]
+fn verify_clients_without_a_socket_refuses_everyone_but_the_allowlist() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listed, listed_key) = fresh();
+    let (other, _) = fresh();
+    let server = TestServer::start(&[
+        "--verify-clients",
+        "--socket",
+        dir.path().join("no-such.sock").to_str().unwrap(),
+        "--allowed-key",
+        &listed_key.to_string(),
+    ]);
+    assert!(!try_login(&server, &other));
+    assert!(try_login(&server, &listed));
+    assert!(server.wait_for_log(
+        "refused: local tailscaled did not answer",
+        Duration::from_secs(5)
+    ));
+    let varz = varz(&server);
+    assert_eq!(
+        metric(
+            &varz,
+            "tinyderp_clients_refused_total{reason=\"tailscaled_unreachable\"} "
+        ),
+        1
+    );
+}
+
+#[test]
+fn verify_client_url_allows_and_refuses_by_answer() {
+    let (yes, yes_key) = fresh();
+    let (no, _) = fresh();
+    let yes_text = yes_key.to_string();
+    let (url, seen) = fake_controller(Box::new(move |request| {
+        let allow = request.contains(&yes_text);
+        Some(http_response("200 OK", &format!("{{\"Allow\":{allow}}}")))
+    }));
+    let server = TestServer::start(&["--verify-client-url", &url]);
+    assert!(try_login(&server, &yes));
+    assert!(!try_login(&server, &no));
+    assert!(server.wait_for_log(
+        "refused: admission controller said no",
+        Duration::from_secs(5)
+    ));
+    let requests = seen.lock().unwrap().clone();
+    let first = &requests[0];
+    assert!(first.starts_with("POST /admit HTTP/1.1\r\n"), "{first}");
+    let body = &first[first.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["NodePublic"], yes_key.to_string());
+    assert_eq!(json["Source"], "127.0.0.1");
+    let varz = varz(&server);
+    assert_eq!(
+        metric(
+            &varz,
+            "tinyderp_clients_refused_total{reason=\"url_denied\"} "
+        ),
+        1
+    );
+}
+
+#[test]
+fn verify_client_url_unreachable_fail_open_and_fail_closed() {
+    let dead = format!("http://127.0.0.1:{}/admit", free_tcp_port("127.0.0.1"));
+    let (a, _) = fresh();
+    let open = TestServer::start(&["--verify-client-url", &dead]);
+    assert!(try_login(&open, &a), "fail-open is the default");
+    assert!(open.wait_for_log("unreachable", Duration::from_secs(5)));
+    assert!(open.log().contains("allowing client"));
+    assert_eq!(
+        metric(
+            &varz(&open),
+            "tinyderp_clients_admitted_total{how=\"fail_open\"} "
+        ),
+        1
+    );
+
+    let closed = TestServer::start(&[
+        "--verify-client-url",
+        &dead,
+        "--verify-client-url-fail-open=false",
+    ]);
+    assert!(!try_login(&closed, &a));
+    assert!(closed.wait_for_log(
+        "refused: admission controller unreachable",
+        Duration::from_secs(5)
+    ));
+    assert_eq!(
+        metric(
+            &varz(&closed),
+            "tinyderp_clients_refused_total{reason=\"url_unreachable\"} "
+        ),
+        1
+    );
+}
+
+#[test]
+fn verify_clients_and_url_must_both_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("tailscaled.sock");
+    let (both, both_key) = fresh();
+    let (only_tailscaled, only_key) = fresh();
+    let (both_hex, only_hex) = (both_key.to_hex(), only_key.to_hex());
+    fake_localapi(
+        &socket,
+        Box::new(move |request| {
+            Some(
+                if request.contains(&both_hex) || request.contains(&only_hex) {
+                    http_response("200 OK", WHOIS_BODY)
+                } else {
+                    http_response("404 Not Found", "")
+                },
+            )
+        }),
+    );
+    let both_text = both_key.to_string();
+    let (url, _) = fake_controller(Box::new(move |request| {
+        Some(http_response(
+            "200 OK",
+            &format!("{{\"Allow\":{}}}", request.contains(&both_text)),
+        ))
+    }));
+    let server = TestServer::start(&[
+        "--verify-clients",
+        "--socket",
+        socket.to_str().unwrap(),
+        "--verify-client-url",
+        &url,
+    ]);
+    assert!(try_login(&server, &both));
+    assert!(!try_login(&server, &only_tailscaled));
+}
+
+#[test]
+fn a_hung_controller_delays_only_its_own_client() {
+    let (listed, listed_key) = fresh();
+    let (waiting, _) = fresh();
+    let (url, _) = fake_controller(Box::new(|_| None));
+    let server = TestServer::start(&[
+        "--verify-client-url",
+        &url,
+        "--verify-client-url-fail-open=false",
+        "--allowed-key",
+        &listed_key.to_string(),
+    ]);
+    let config = {
+        let mut config = server.client_config();
+        config.secret = waiting;
+        config
+    };
+    let slow = std::thread::spawn(move || {
+        let started = Instant::now();
+        let result = smol::block_on(Client::connect(&config));
+        (result.is_ok(), started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert!(try_login(&server, &listed));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the allowlisted client waited {:?}",
+        started.elapsed()
+    );
+    let (admitted, took) = slow.join().unwrap();
+    assert!(!admitted, "fail-closed refuses after the 5 s deadline");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(9),
+        "refused after {took:?}"
+    );
+    assert!(server.wait_for_log("no answer within 5s", Duration::from_secs(5)));
+}
