@@ -147,3 +147,51 @@ pub(crate) fn reload_rate_config(server: &Server) {
         Err(err) => log::error!("SIGHUP: rate config not reloaded, keeping the old one: {err}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_rate_setting_round_trips_and_off_is_none() {
+        let setting = ClientRate::new(None);
+        assert_eq!(setting.get(), None);
+        let rate = ByteRate {
+            bytes_per_sec: 200_000,
+            burst: 100_000,
+        };
+        setting.set(Some(rate));
+        assert_eq!(setting.get(), Some(rate));
+        setting.set(None);
+        assert_eq!(setting.get(), None);
+    }
+
+    #[test]
+    fn rate_config_file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rate.json");
+        let missing = load_rate_config(&path).unwrap_err();
+        assert!(
+            missing.starts_with("cannot read ") && missing.contains("rate.json"),
+            "{missing}"
+        );
+        std::fs::write(&path, "[1]").unwrap();
+        let bad = load_rate_config(&path).unwrap_err();
+        assert!(bad.contains("rate.json: not a JSON object"), "{bad}");
+        std::fs::write(&path, r#"{"PerClientRateLimitBytesPerSec": 5000}"#).unwrap();
+        assert_eq!(
+            load_rate_config(&path).unwrap(),
+            Some(ByteRate {
+                bytes_per_sec: 5000,
+                burst: MIN_BYTE_BURST
+            })
+        );
+        assert_eq!(
+            describe_client_rate(load_rate_config(&path).unwrap()),
+            "rate config applied: client-rate=5000 bytes/sec, client-burst=65568 bytes"
+        );
+        // A huge file is cut at the read limit and so fails to parse instead of eating memory.
+        std::fs::write(&path, " ".repeat(2 * MAX_RATE_CONFIG_LEN as usize) + "{}").unwrap();
+        assert!(load_rate_config(&path).is_err());
+    }
+}
