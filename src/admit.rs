@@ -46,6 +46,20 @@ const TAILSCALED_HOST: &str = "local-tailscaled.sock";
 pub const MAX_URL_LEN: usize = 2048;
 /// Bytes requested per read while collecting a response.
 const READ_CHUNK: usize = 4096;
+/// Most remote checks (tailscaled or URL) running at once: a burst of strangers must not
+/// turn into a burst of requests against tailscaled or the controller.
+pub const MAX_PARALLEL_CHECKS: usize = 16;
+/// How long a client waits for a free check slot before it is refused as `busy`.
+pub const CHECK_SLOT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The slots for remote checks, shared by every connection task (see
+/// [`MAX_PARALLEL_CHECKS`]).
+pub type CheckSlots = smol::lock::Semaphore;
+
+/// Fresh check slots.
+pub fn check_slots() -> CheckSlots {
+    smol::lock::Semaphore::new(MAX_PARALLEL_CHECKS)
+}
 
 /// The admission settings, validated from the command line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -234,7 +248,9 @@ impl Admitted {
 /// Why a client was refused: a metrics label and a sentence for the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    /// Metrics label (`not_allowlisted`, `tailscaled_unknown`, `url_denied`, …).
+    /// Metrics label: `not_allowlisted`, `tailscaled_unknown`, `tailscaled_error`,
+    /// `tailscaled_unreachable`, `url_denied`, `url_status`, `url_bad_answer`,
+    /// `url_unreachable`, `busy` (and `max_clients`, set by the net layer).
     pub reason: &'static str,
     /// What happened, for the log line.
     pub detail: String,
@@ -258,8 +274,13 @@ pub type Verdict = Result<Admitted, Refusal>;
 struct Unreachable(String);
 
 /// Decides whether a (non-mesh) client with `key`, connecting from `source`, may stay.
-/// Each remote check runs under its own deadline.
-pub async fn decide(policy: &AdmitPolicy, key: &PublicKey, source: Option<IpAddr>) -> Verdict {
+/// Remote checks wait for one of `slots` and each runs under its own deadline.
+pub async fn decide(
+    policy: &AdmitPolicy,
+    slots: &CheckSlots,
+    key: &PublicKey,
+    source: Option<IpAddr>,
+) -> Verdict {
     if policy.is_open() {
         return Ok(Admitted::Open);
     }
@@ -269,6 +290,17 @@ pub async fn decide(policy: &AdmitPolicy, key: &PublicKey, source: Option<IpAddr
     if policy.tailscaled_socket.is_none() && policy.url.is_none() {
         return Err(Refusal::new("not_allowlisted", "not in the allowed keys"));
     }
+    let slot = smol::future::FutureExt::or(async { Some(slots.acquire().await) }, async {
+        smol::Timer::after(CHECK_SLOT_TIMEOUT).await;
+        None
+    })
+    .await;
+    let Some(_slot) = slot else {
+        return Err(Refusal::new(
+            "busy",
+            format!("{MAX_PARALLEL_CHECKS} admission checks already running"),
+        ));
+    };
     let mut admitted = Admitted::Checked;
     if let Some(socket) = &policy.tailscaled_socket {
         let request = whois_request(key);
@@ -798,7 +830,7 @@ mod tests {
         let mut policy = AdmitPolicy::default();
         assert!(policy.is_open());
         assert_eq!(
-            smol::block_on(decide(&policy, &key(1), None)),
+            smol::block_on(decide(&policy, &check_slots(), &key(1), None)),
             Ok(Admitted::Open)
         );
         policy.allowed_keys = vec![key(1), key(3)];
@@ -806,11 +838,11 @@ mod tests {
         assert!(policy.is_allowlisted(&key(3)));
         assert!(!policy.is_allowlisted(&key(2)));
         assert_eq!(
-            smol::block_on(decide(&policy, &key(1), None)),
+            smol::block_on(decide(&policy, &check_slots(), &key(1), None)),
             Ok(Admitted::Allowlist)
         );
         assert_eq!(
-            smol::block_on(decide(&policy, &key(2), None))
+            smol::block_on(decide(&policy, &check_slots(), &key(2), None))
                 .unwrap_err()
                 .reason,
             "not_allowlisted"
@@ -826,14 +858,33 @@ mod tests {
             ..AdmitPolicy::default()
         };
         assert_eq!(
-            smol::block_on(decide(&policy, &key(1), None)),
+            smol::block_on(decide(&policy, &check_slots(), &key(1), None)),
             Ok(Admitted::Allowlist)
         );
         assert_eq!(
-            smol::block_on(decide(&policy, &key(2), None))
+            smol::block_on(decide(&policy, &check_slots(), &key(2), None))
                 .unwrap_err()
                 .reason,
             "tailscaled_unreachable"
+        );
+    }
+
+    #[test]
+    fn checks_wait_for_a_slot_and_give_up_as_busy() {
+        let policy = AdmitPolicy {
+            tailscaled_socket: Some(PathBuf::from("/nonexistent/tinyderp-test.sock")),
+            allowed_keys: vec![key(1)],
+            ..AdmitPolicy::default()
+        };
+        let slots = smol::lock::Semaphore::new(0);
+        let started = Instant::now();
+        let verdict = smol::block_on(decide(&policy, &slots, &key(2), None));
+        assert_eq!(verdict.unwrap_err().reason, "busy");
+        assert!(started.elapsed() >= CHECK_SLOT_TIMEOUT);
+        // The allowlist needs no slot.
+        assert_eq!(
+            smol::block_on(decide(&policy, &slots, &key(1), None)),
+            Ok(Admitted::Allowlist)
         );
     }
 

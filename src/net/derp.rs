@@ -93,7 +93,14 @@ pub(crate) async fn serve<S>(
     // Admission runs here, in this connection's task, under the checks' own deadlines,
     // so a slow tailscaled or admission URL holds up only this client.
     if !is_mesh {
-        match admit::decide(&server.config.admit, &client_key, Some(peer.ip())).await {
+        match admit::decide(
+            &server.config.admit,
+            &server.check_slots,
+            &client_key,
+            Some(peer.ip()),
+        )
+        .await
+        {
             Ok(how) => server.metrics().admission_allowed.bump(how.label()),
             Err(refusal) => return refuse(&server, peer, &client_key, &refusal),
         }

@@ -12,7 +12,7 @@ use smol::channel::Sender;
 use smol::net::TcpStream;
 use smol::stream::StreamExt;
 
-use crate::admit::RefusedKeys;
+use crate::admit::{self, CheckSlots, RefusedKeys};
 use crate::cert::{self, CertResolver};
 use crate::config::Config;
 use crate::proto::key::{PublicKey, SecretKey};
@@ -127,6 +127,8 @@ pub(crate) struct Server {
     pub total_bucket: Option<Mutex<TokenBucket>>,
     /// Learn mode's memory of refused keys already logged.
     pub refused_keys: Mutex<RefusedKeys>,
+    /// Bounds the admission checks against tailscaled or the URL running at once.
+    pub check_slots: CheckSlots,
 }
 
 impl Server {
@@ -240,6 +242,7 @@ pub(crate) fn prepare(config: Config) -> Result<Arc<Server>, RunError> {
         client_rate: ClientRate::new(client_rate),
         total_bucket,
         refused_keys: Mutex::new(RefusedKeys::default()),
+        check_slots: admit::check_slots(),
     }))
 }
 
