@@ -40,6 +40,8 @@ pub const DERPMAP_COMMAND: &str = "derpmap";
 the server so the snippets match.",
     note = "Every option is also a UCI option in /etc/config/tinyderp: the flag name\n\
 with _ for - (--stun-port 3478 is option stun_port '3478').",
+    note = "Signals: SIGHUP re-reads the certificate and the --rate-config file (other\n\
+options need a restart); SIGTERM or SIGINT stop after telling clients to reconnect.",
     note = "derper spellings work too: -hostname x, -a :443, -c FILE,\n\
 -certmode=manual, -verify-clients=true, -http-port=-1,\n\
 -accept-connection-limit=10, -verify-client-url-fail-open=false."
@@ -221,8 +223,9 @@ pub struct Flags {
     #[argh(option, arg_name = "FILE")]
     pub rate_config: Option<String>,
 
-    /// cap on the bytes per second read from all clients together (what the relay can
-    /// send on), suffixes as --client-rate; 0 = no limit. Default no limit.
+    /// cap on the bytes per second read from all DERP connections together, mesh peers
+    /// included (what the relay can send on); suffixes as --client-rate; 0 = no limit.
+    /// Default no limit.
     #[argh(option, arg_name = "BYTES")]
     pub total_rate: Option<String>,
 

@@ -46,6 +46,9 @@
 //! | `--accept-rate N` (`accept_rate`) | new TLS connections per second (decimals allowed); excess are closed at once |
 //! | `--accept-burst N` (`accept_burst`) | burst of the accept rate |
 //!
+//! SIGHUP re-reads the certificate and `--rate-config` (applied to connected clients
+//! too); every other option needs a restart.
+//!
 //! Byte amounts take an optional suffix: `k`/`K` (1000), `M` (10^6), `G` (10^9), `Ki`
 //! (1024), `Mi`, `Gi`. `0` means unlimited everywhere. STUN is never limited.
 //! `--dev` changes the listen address to `127.0.0.1:8443` and the state dir to
