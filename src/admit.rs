@@ -42,6 +42,11 @@ const MAX_RESPONSE_HEADERS: usize = 32;
 pub const TAILSCALE_CAP_VERSION: u32 = 145;
 /// `Host` header tailscaled expects on its socket.
 const TAILSCALED_HOST: &str = "local-tailscaled.sock";
+/// Where the system's trusted CA certificates are (OpenWrt's `ca-bundle` package,
+/// Debian, Alpine), used for an https:// admission URL.
+pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Largest CA file read (a full system bundle is about 200 KiB).
+pub const MAX_CA_FILE_LEN: u64 = 2 << 20;
 /// Longest admission URL accepted.
 pub const MAX_URL_LEN: usize = 2048;
 /// Bytes requested per read while collecting a response.
@@ -61,6 +66,60 @@ pub fn check_slots() -> CheckSlots {
     smol::lock::Semaphore::new(MAX_PARALLEL_CHECKS)
 }
 
+/// What the checks share at run time: the slots, and the TLS client for an https://
+/// admission URL (built once at start from the CA file).
+pub struct AdmitContext {
+    /// Bounds remote checks running at once.
+    pub slots: CheckSlots,
+    /// TLS client for an https:// URL; `None` for http:// or no URL.
+    pub url_tls: Option<futures_rustls::TlsConnector>,
+}
+
+impl AdmitContext {
+    /// Prepares the context for `policy`; fails when the CA file of an https:// URL
+    /// cannot be read or holds no usable certificate.
+    pub fn new(policy: &AdmitPolicy) -> Result<AdmitContext, String> {
+        let url_tls = match (&policy.url, &policy.url_ca_file) {
+            (Some(url), Some(ca_file)) if url.tls => Some(tls_connector(ca_file)?),
+            _ => None,
+        };
+        Ok(AdmitContext {
+            slots: check_slots(),
+            url_tls,
+        })
+    }
+}
+
+/// A TLS client trusting the PEM certificates in `ca_file` (ring provider, TLS 1.2+).
+pub fn tls_connector(ca_file: &std::path::Path) -> Result<futures_rustls::TlsConnector, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use std::io::Read;
+    let hint = "install the CA bundle (opkg install ca-bundle / apk add ca-bundle) or name a PEM file with --verify-client-url-ca";
+    let mut pem = Vec::new();
+    std::fs::File::open(ca_file)
+        .and_then(|file| file.take(MAX_CA_FILE_LEN).read_to_end(&mut pem))
+        .map_err(|err| format!("cannot read CA file {}: {err} ({hint})", ca_file.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok);
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "CA file {} holds no usable PEM certificate ({hint})",
+            ca_file.display()
+        ));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| format!("TLS setup failed: {err}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(futures_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
 /// The admission settings, validated from the command line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AdmitPolicy {
@@ -72,6 +131,8 @@ pub struct AdmitPolicy {
     pub url: Option<AdmissionUrl>,
     /// `--verify-client-url-fail-open`: admit when the URL cannot be reached.
     pub url_fail_open: bool,
+    /// `--verify-client-url-ca`: trusted CA certificates (PEM) for an https:// URL.
+    pub url_ca_file: Option<PathBuf>,
     /// `--log-refused-keys`: log refused keys in a form ready to paste into the allowlist.
     pub log_refused_keys: bool,
 }
@@ -112,12 +173,14 @@ impl AdmitPolicy {
     }
 }
 
-/// A parsed `http://host[:port]/path` admission URL.
+/// A parsed `http[s]://host[:port]/path` admission URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdmissionUrl {
+    /// `https://`: the controller is reached over TLS, verified against the CA file.
+    pub tls: bool,
     /// Host name or IP literal (IPv6 without brackets).
     pub host: String,
-    /// TCP port (80 when not given).
+    /// TCP port (80 or 443 when not given).
     pub port: u16,
     /// Path and query, starting with `/`.
     pub target: String,
@@ -126,6 +189,15 @@ pub struct AdmissionUrl {
 }
 
 impl AdmissionUrl {
+    /// The scheme's port.
+    fn default_port(&self) -> u16 {
+        if self.tls {
+            443
+        } else {
+            80
+        }
+    }
+
     /// The `Host` header value: the host (bracketed if IPv6) and a non-default port.
     fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
@@ -133,7 +205,7 @@ impl AdmissionUrl {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == self.default_port() {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -144,7 +216,7 @@ impl AdmissionUrl {
 impl FromStr for AdmissionUrl {
     type Err = String;
 
-    /// Accepts `http://host[:port][/path][?query]`; `https://` is refused with a reason.
+    /// Accepts `http://` or `https://`, then `host[:port][/path][?query]`.
     fn from_str(text: &str) -> Result<AdmissionUrl, String> {
         if text.len() > MAX_URL_LEN {
             return Err(format!("is longer than {MAX_URL_LEN} characters"));
@@ -155,16 +227,17 @@ impl FromStr for AdmissionUrl {
             ));
         }
         let lower = text.to_ascii_lowercase();
-        if lower.starts_with("https://") {
-            return Err(String::from(
-                "https:// admission URLs are not supported by this version of tinyderp; use http:// to a controller on this machine or a trusted network (e.g. http://127.0.0.1:9000/admit)",
-            ));
-        }
-        let bad = || format!("{text:?} is not an http:// URL (e.g. http://127.0.0.1:9000/admit)");
-        if !lower.starts_with("http://") {
+        let bad = || {
+            format!("{text:?} is not an http:// or https:// URL (e.g. http://127.0.0.1:9000/admit)")
+        };
+        let (tls, scheme_len) = if lower.starts_with("https://") {
+            (true, "https://".len())
+        } else if lower.starts_with("http://") {
+            (false, "http://".len())
+        } else {
             return Err(bad());
-        }
-        let rest = text.get("http://".len()..).ok_or_else(bad)?;
+        };
+        let rest = text.get(scheme_len..).ok_or_else(bad)?;
         let (authority, target) = match rest.find(['/', '?']) {
             Some(at) => {
                 let (authority, target) = rest.split_at(at);
@@ -205,6 +278,7 @@ impl FromStr for AdmissionUrl {
             return Err(bad());
         }
         let port = match port {
+            None if tls => 443,
             None => 80,
             Some(digits) => match digits.parse::<u16>() {
                 Ok(port) if port != 0 && digits.bytes().all(|b| b.is_ascii_digit()) => port,
@@ -212,6 +286,7 @@ impl FromStr for AdmissionUrl {
             },
         };
         Ok(AdmissionUrl {
+            tls,
             host: String::from(host),
             port,
             target,
@@ -277,7 +352,7 @@ struct Unreachable(String);
 /// Remote checks wait for one of `slots` and each runs under its own deadline.
 pub async fn decide(
     policy: &AdmitPolicy,
-    slots: &CheckSlots,
+    context: &AdmitContext,
     key: &PublicKey,
     source: Option<IpAddr>,
 ) -> Verdict {
@@ -290,7 +365,7 @@ pub async fn decide(
     if policy.tailscaled_socket.is_none() && policy.url.is_none() {
         return Err(Refusal::new("not_allowlisted", "not in the allowed keys"));
     }
-    let slot = smol::future::FutureExt::or(async { Some(slots.acquire().await) }, async {
+    let slot = smol::future::FutureExt::or(async { Some(context.slots.acquire().await) }, async {
         smol::Timer::after(CHECK_SLOT_TIMEOUT).await;
         None
     })
@@ -326,7 +401,19 @@ pub async fn decide(
             let stream = smol::net::TcpStream::connect((url.host.as_str(), url.port))
                 .await
                 .map_err(|err| Unreachable(format!("cannot connect: {err}")))?;
-            exchange(stream, &request, MAX_ADMISSION_RESPONSE).await
+            match (url.tls, &context.url_tls) {
+                (false, _) => exchange(stream, &request, MAX_ADMISSION_RESPONSE).await,
+                (true, Some(connector)) => {
+                    let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+                        .map_err(|err| Unreachable(format!("bad TLS name: {err}")))?;
+                    let tls = connector
+                        .connect(name, stream)
+                        .await
+                        .map_err(|err| Unreachable(format!("TLS: {err}")))?;
+                    exchange(tls, &request, MAX_ADMISSION_RESPONSE).await
+                }
+                (true, None) => Err(Unreachable(String::from("no TLS client configured"))),
+            }
         };
         match with_timeout(ADMISSION_URL_TIMEOUT, exchange).await {
             Ok(response) => admission_verdict(&response)?,
@@ -830,7 +917,12 @@ mod tests {
         let mut policy = AdmitPolicy::default();
         assert!(policy.is_open());
         assert_eq!(
-            smol::block_on(decide(&policy, &check_slots(), &key(1), None)),
+            smol::block_on(decide(
+                &policy,
+                &AdmitContext::new(&AdmitPolicy::default()).unwrap(),
+                &key(1),
+                None
+            )),
             Ok(Admitted::Open)
         );
         policy.allowed_keys = vec![key(1), key(3)];
@@ -838,13 +930,23 @@ mod tests {
         assert!(policy.is_allowlisted(&key(3)));
         assert!(!policy.is_allowlisted(&key(2)));
         assert_eq!(
-            smol::block_on(decide(&policy, &check_slots(), &key(1), None)),
+            smol::block_on(decide(
+                &policy,
+                &AdmitContext::new(&AdmitPolicy::default()).unwrap(),
+                &key(1),
+                None
+            )),
             Ok(Admitted::Allowlist)
         );
         assert_eq!(
-            smol::block_on(decide(&policy, &check_slots(), &key(2), None))
-                .unwrap_err()
-                .reason,
+            smol::block_on(decide(
+                &policy,
+                &AdmitContext::new(&AdmitPolicy::default()).unwrap(),
+                &key(2),
+                None
+            ))
+            .unwrap_err()
+            .reason,
             "not_allowlisted"
         );
         assert!(policy.describe().contains("2 allowed keys"));
@@ -858,13 +960,23 @@ mod tests {
             ..AdmitPolicy::default()
         };
         assert_eq!(
-            smol::block_on(decide(&policy, &check_slots(), &key(1), None)),
+            smol::block_on(decide(
+                &policy,
+                &AdmitContext::new(&AdmitPolicy::default()).unwrap(),
+                &key(1),
+                None
+            )),
             Ok(Admitted::Allowlist)
         );
         assert_eq!(
-            smol::block_on(decide(&policy, &check_slots(), &key(2), None))
-                .unwrap_err()
-                .reason,
+            smol::block_on(decide(
+                &policy,
+                &AdmitContext::new(&AdmitPolicy::default()).unwrap(),
+                &key(2),
+                None
+            ))
+            .unwrap_err()
+            .reason,
             "tailscaled_unreachable"
         );
     }
@@ -876,7 +988,10 @@ mod tests {
             allowed_keys: vec![key(1)],
             ..AdmitPolicy::default()
         };
-        let slots = smol::lock::Semaphore::new(0);
+        let slots = AdmitContext {
+            slots: smol::lock::Semaphore::new(0),
+            url_tls: None,
+        };
         let started = Instant::now();
         let verdict = smol::block_on(decide(&policy, &slots, &key(2), None));
         assert_eq!(verdict.unwrap_err().reason, "busy");
@@ -886,6 +1001,25 @@ mod tests {
             smol::block_on(decide(&policy, &slots, &key(1), None)),
             Ok(Admitted::Allowlist)
         );
+    }
+
+    #[test]
+    fn ca_file_problems_are_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.pem");
+        let err = tls_connector(&missing).err().unwrap();
+        assert!(
+            err.contains("cannot read CA file") && err.contains("ca-bundle"),
+            "{err}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificates here\n").unwrap();
+        let err = tls_connector(&empty).err().unwrap();
+        assert!(err.contains("holds no usable PEM certificate"), "{err}");
+        let good = dir.path().join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec![String::from("localhost")]).unwrap();
+        std::fs::write(&good, cert.cert.pem()).unwrap();
+        assert!(tls_connector(&good).is_ok());
     }
 
     #[test]

@@ -191,11 +191,16 @@ pub struct Flags {
     #[argh(option, arg_name = "PATH")]
     pub socket: Option<String>,
 
-    /// ask this http:// URL whether to admit each node: a POST of
+    /// ask this http:// or https:// URL whether to admit each node: a POST of
     /// {"NodePublic":"nodekey:...","Source":"IP"}, admitted only on status 200 with
     /// {"Allow":true}, 5s timeout. Default none.
     #[argh(option, arg_name = "URL")]
     pub verify_client_url: Option<String>,
+
+    /// trusted CA certificates (PEM file) for an https:// --verify-client-url. Default
+    /// /etc/ssl/certs/ca-certificates.crt (OpenWrt package ca-bundle).
+    #[argh(option, arg_name = "FILE")]
+    pub verify_client_url_ca: Option<String>,
 
     /// admit nodes when the --verify-client-url cannot be reached (true or false; write
     /// --verify-client-url-fail-open=false to refuse them). Default true.
@@ -449,6 +454,11 @@ const KNOWN_FLAGS: &[(&str, &str, Arity)] = &[
         "verify-client-url-fail-open",
         "--verify-client-url-fail-open",
         Arity::Bool,
+    ),
+    (
+        "verify-client-url-ca",
+        "--verify-client-url-ca",
+        Arity::Value,
     ),
     ("log-refused-keys", "--log-refused-keys", Arity::Switch),
     ("client-rate", "--client-rate", Arity::Value),
@@ -916,6 +926,7 @@ mod tests {
             "--allowed-key",
             "--socket",
             "--verify-client-url-fail-open",
+            "--verify-client-url-ca",
             "--log-refused-keys",
             "--client-rate",
             "--client-burst",
@@ -1006,12 +1017,12 @@ mod tests {
                 "tinyderp: --socket: only applies with --verify-clients (add it, or drop --socket)",
             ),
             (
-                &["--verify-client-url", "https://admit.example/x"],
-                "tinyderp: --verify-client-url: https:// admission URLs are not supported by this version of tinyderp; use http:// to a controller on this machine or a trusted network (e.g. http://127.0.0.1:9000/admit)",
+                &["--verify-client-url", "http://admit.example/x", "--verify-client-url-ca", "/ca.pem"],
+                "tinyderp: --verify-client-url-ca: only applies to an https:// --verify-client-url",
             ),
             (
                 &["--verify-client-url", "admit.example"],
-                "tinyderp: --verify-client-url: \"admit.example\" is not an http:// URL (e.g. http://127.0.0.1:9000/admit)",
+                "tinyderp: --verify-client-url: \"admit.example\" is not an http:// or https:// URL (e.g. http://127.0.0.1:9000/admit)",
             ),
             (
                 &["--verify-client-url-fail-open=maybe"],
@@ -1120,6 +1131,22 @@ mod tests {
         );
         assert!(!admit.url_fail_open);
         assert!(admit.log_refused_keys);
+        assert_eq!(admit.url_ca_file, None);
+        let config = serve(&["--verify-client-url", "https://admit.example/x"]);
+        assert_eq!(
+            config.admit.url_ca_file.as_deref().and_then(|p| p.to_str()),
+            Some(crate::admit::DEFAULT_CA_FILE)
+        );
+        let config = serve(&[
+            "--verify-client-url",
+            "https://admit.example/x",
+            "--verify-client-url-ca",
+            "/etc/my-ca.pem",
+        ]);
+        assert_eq!(
+            config.admit.url_ca_file.as_deref().and_then(|p| p.to_str()),
+            Some("/etc/my-ca.pem")
+        );
         let config = serve(&["--verify-clients", "--socket", "/run/ts.sock"]);
         assert_eq!(
             config

@@ -21,6 +21,7 @@
 //! | admission | open (no `--allowed-key`, `--verify-clients` or `--verify-client-url`) |
 //! | `--socket` | `/var/run/tailscale/tailscaled.sock` (with `--verify-clients`) |
 //! | `--verify-client-url-fail-open` | true (as upstream) |
+//! | `--verify-client-url-ca` | `/etc/ssl/certs/ca-certificates.crt` (with an https:// URL) |
 //! | `--log-refused-keys` | off |
 //! | `--client-rate` / `--client-burst` | unlimited / 65568 bytes (the floor) |
 //! | `--rate-config` | none (derper's JSON file, re-read on SIGHUP) |
@@ -35,7 +36,8 @@
 //! | `--allowed-key nodekey:HEX` (`list allowed_key`) | a node key admitted without other checks (repeatable) |
 //! | `--verify-clients` (`verify_clients`) | admit nodes the local tailscaled knows (LocalAPI whois) |
 //! | `--socket PATH` (`socket`) | tailscaled's LocalAPI socket |
-//! | `--verify-client-url URL` (`verify_client_url`) | POST each node key to this http:// URL; only `{"Allow":true}` admits |
+//! | `--verify-client-url URL` (`verify_client_url`) | POST each node key to this http:// or https:// URL; only `{"Allow":true}` admits |
+//! | `--verify-client-url-ca FILE` (`verify_client_url_ca`) | trusted CAs (PEM) for an https:// URL |
 //! | `--verify-client-url-fail-open BOOL` (`verify_client_url_fail_open`) | admit when that URL is unreachable |
 //! | `--log-refused-keys` (`log_refused_keys`) | learn mode: log refused keys ready to paste into the allowlist |
 //! | `--client-rate BYTES` (`client_rate`) | per-client receive rate, bytes/s (reading is slowed, nothing dropped); mesh peers exempt |
@@ -62,7 +64,9 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
-use crate::admit::{AdmissionUrl, AdmitPolicy, DEFAULT_TAILSCALED_SOCKET, MAX_ALLOWED_KEYS};
+use crate::admit::{
+    AdmissionUrl, AdmitPolicy, DEFAULT_CA_FILE, DEFAULT_TAILSCALED_SOCKET, MAX_ALLOWED_KEYS,
+};
 use crate::cli::Flags;
 use crate::derpmap::DerpMapParams;
 use crate::proto::key::PublicKey;
@@ -394,11 +398,22 @@ fn parse_admit(flags: &Flags) -> Result<AdmitPolicy, ConfigError> {
             )
         })?,
     };
+    let url_ca_file = match (&url, given(&flags.verify_client_url_ca)) {
+        (Some(url), ca) if url.tls => Some(PathBuf::from(ca.unwrap_or(DEFAULT_CA_FILE))),
+        (_, Some(_)) => {
+            return Err(ConfigError::new(
+                "--verify-client-url-ca",
+                "only applies to an https:// --verify-client-url",
+            ))
+        }
+        (_, None) => None,
+    };
     Ok(AdmitPolicy {
         allowed_keys,
         tailscaled_socket,
         url,
         url_fail_open,
+        url_ca_file,
         log_refused_keys: flags.log_refused_keys,
     })
 }

@@ -52,7 +52,8 @@ fn read_request(stream: &mut impl Read) -> String {
 }
 
 fn serve_one(mut stream: impl Read + Write, answer: &Answer, seen: &Seen) {
-    let request = read_request(&mut stream);
+    let stream = &mut stream;
+    let request = read_request(stream);
     seen.lock().unwrap().push(request.clone());
     match answer(&request) {
         Some(response) => {
@@ -75,6 +76,44 @@ fn fake_localapi(path: &std::path::Path, answer: Answer) -> Seen {
         }
     });
     seen
+}
+
+/// A fake admission controller on 127.0.0.1 speaking TLS with `cert`; returns its URL.
+fn fake_tls_controller(
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+    answer: Answer,
+) -> (String, Seen) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://localhost:{}/admit",
+        listener.local_addr().unwrap().port()
+    );
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let (answer, record, config) = (answer.clone(), record.clone(), config.clone());
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut stream = rustls::StreamOwned::new(conn, tcp);
+                serve_one(&mut stream, &answer, &record);
+                stream.conn.send_close_notify();
+                let _ = stream.flush();
+            });
+        }
+    });
+    (url, seen)
 }
 
 /// A fake admission controller on 127.0.0.1; returns its URL.
@@ -514,4 +553,77 @@ fn a_hung_controller_delays_only_its_own_client() {
         "refused after {took:?}"
     );
     assert!(server.wait_for_log("no answer within 5s", Duration::from_secs(5)));
+}
+
+#[test]
+fn verify_client_url_over_https_with_a_private_ca() {
+    let cert = rcgen::generate_simple_self_signed(vec![String::from("localhost")]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, cert.cert.pem()).unwrap();
+    let (yes, yes_key) = fresh();
+    let (no, _) = fresh();
+    let yes_text = yes_key.to_string();
+    let (url, seen) = fake_tls_controller(
+        &cert,
+        Box::new(move |request| {
+            let allow = request.contains(&yes_text);
+            Some(http_response("200 OK", &format!("{{\"Allow\":{allow}}}")))
+        }),
+    );
+    let server = TestServer::start(&[
+        "--verify-client-url",
+        &url,
+        "--verify-client-url-ca",
+        ca_file.to_str().unwrap(),
+        "--verify-client-url-fail-open=false",
+    ]);
+    assert!(try_login(&server, &yes));
+    assert!(!try_login(&server, &no));
+    assert!(server.wait_for_log(
+        "refused: admission controller said no",
+        Duration::from_secs(5)
+    ));
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests[0].contains("\r\nHost: localhost:"),
+        "{}",
+        requests[0]
+    );
+
+    // A controller whose certificate is not signed by the configured CA is unreachable.
+    let other = rcgen::generate_simple_self_signed(vec![String::from("localhost")]).unwrap();
+    let other_file = dir.path().join("other.pem");
+    std::fs::write(&other_file, other.cert.pem()).unwrap();
+    let untrusting = TestServer::start(&[
+        "--verify-client-url",
+        &url,
+        "--verify-client-url-ca",
+        other_file.to_str().unwrap(),
+        "--verify-client-url-fail-open=false",
+    ]);
+    assert!(!try_login(&untrusting, &yes));
+    assert!(untrusting.wait_for_log(
+        "admission controller unreachable: TLS",
+        Duration::from_secs(5)
+    ));
+
+    // A missing CA file stops the start with a clear line.
+    let (status, _, stderr) = common::run_tinyderp(&[
+        "--verify-client-url",
+        &url,
+        "--verify-client-url-ca",
+        dir.path().join("missing.pem").to_str().unwrap(),
+        "--state-dir",
+        dir.path().to_str().unwrap(),
+        "-a",
+        &format!("127.0.0.1:{}", free_tcp_port("127.0.0.1")),
+        "--stun-port",
+        "-1",
+    ]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("--verify-client-url: cannot read CA file"),
+        "{stderr}"
+    );
 }

@@ -95,7 +95,7 @@ pub(crate) async fn serve<S>(
     if !is_mesh {
         match admit::decide(
             &server.config.admit,
-            &server.check_slots,
+            &server.admit,
             &client_key,
             Some(peer.ip()),
         )

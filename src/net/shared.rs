@@ -12,7 +12,7 @@ use smol::channel::Sender;
 use smol::net::TcpStream;
 use smol::stream::StreamExt;
 
-use crate::admit::{self, CheckSlots, RefusedKeys};
+use crate::admit::{AdmitContext, RefusedKeys};
 use crate::cert::{self, CertResolver};
 use crate::config::Config;
 use crate::proto::key::{PublicKey, SecretKey};
@@ -127,8 +127,8 @@ pub(crate) struct Server {
     pub total_bucket: Option<Mutex<TokenBucket>>,
     /// Learn mode's memory of refused keys already logged.
     pub refused_keys: Mutex<RefusedKeys>,
-    /// Bounds the admission checks against tailscaled or the URL running at once.
-    pub check_slots: CheckSlots,
+    /// Check slots and the TLS client of the admission checks.
+    pub admit: AdmitContext,
 }
 
 impl Server {
@@ -212,6 +212,8 @@ pub(crate) fn prepare(config: Config) -> Result<Arc<Server>, RunError> {
     let resolver = CertResolver::new(loaded, meta).map_err(|err| RunError(err.to_string()))?;
     let tls = cert::server_config(resolver.clone()).map_err(|err| RunError(err.to_string()))?;
     let relay = Relay::new(public, RelayLimits::default());
+    let admit = AdmitContext::new(&config.admit)
+        .map_err(|err| RunError(format!("--verify-client-url: {err}")))?;
     let client_rate = match &config.limits.rate_config {
         Some(path) => limits::load_rate_config(path).map_err(RunError)?,
         None => config.limits.client_rate,
@@ -242,7 +244,7 @@ pub(crate) fn prepare(config: Config) -> Result<Arc<Server>, RunError> {
         client_rate: ClientRate::new(client_rate),
         total_bucket,
         refused_keys: Mutex::new(RefusedKeys::default()),
-        check_slots: admit::check_slots(),
+        admit,
     }))
 }
 
