@@ -747,10 +747,17 @@ mod tests {
         assert_eq!(url.host_header(), "[::1]:81");
         let url: AdmissionUrl = "http://h?q".parse().unwrap();
         assert_eq!(url.target, "/?q");
-        let https = "https://admit.example/x"
-            .parse::<AdmissionUrl>()
-            .unwrap_err();
-        assert!(https.contains("not supported"), "{https}");
+        let url: AdmissionUrl = "https://admit.example/x".parse().unwrap();
+        assert!(url.tls);
+        assert_eq!(
+            (url.port, url.host_header()),
+            (443, String::from("admit.example"))
+        );
+        let url: AdmissionUrl = "https://admit.example:8443".parse().unwrap();
+        assert_eq!(url.host_header(), "admit.example:8443");
+        let url: AdmissionUrl = "http://admit.example:443".parse().unwrap();
+        assert!(!url.tls);
+        assert_eq!(url.host_header(), "admit.example:443");
         for bad in [
             "ftp://x",
             "http://",
