@@ -340,6 +340,11 @@ impl Refusal {
     }
 }
 
+/// Fail-open lines: one per admitted client while the controller is down would flood
+/// the router's small log ring, so they share a rate limit.
+static FAIL_OPEN_LOG: std::sync::LazyLock<crate::net::RateLimitedLog> =
+    std::sync::LazyLock::new(crate::net::RateLimitedLog::new);
+
 /// The outcome of the admission check.
 pub type Verdict = Result<Admitted, Refusal>;
 
@@ -418,9 +423,12 @@ pub async fn decide(
         match with_timeout(ADMISSION_URL_TIMEOUT, exchange).await {
             Ok(response) => admission_verdict(&response)?,
             Err(Unreachable(why)) if policy.url_fail_open => {
-                log::warn!(
-                    "admission controller {} unreachable ({why}); allowing client {key} (fail-open)",
-                    url.text
+                FAIL_OPEN_LOG.log(
+                    log::Level::Warn,
+                    format_args!(
+                        "admission controller {} unreachable ({why}); allowing client {key} (fail-open)",
+                        url.text
+                    ),
                 );
                 admitted = Admitted::FailOpen;
             }
