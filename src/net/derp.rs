@@ -255,8 +255,13 @@ fn refuse(server: &Server, peer: SocketAddr, key: &PublicKey, refusal: &Refusal)
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .should_log(key, Instant::now());
+        // Once per key (see RefusedKeys), and under the shared per-connection log budget,
+        // so a scanner inventing keys cannot flood the log either.
         if fresh {
-            log::info!("{}", admit::learn_line(key, Some(peer.ip()), refusal));
+            server.conn_log.log(
+                log::Level::Info,
+                format_args!("{}", admit::learn_line(key, Some(peer.ip()), refusal)),
+            );
         }
     }
 }
