@@ -627,3 +627,70 @@ fn verify_client_url_over_https_with_a_private_ca() {
         "{stderr}"
     );
 }
+
+/// Kills a helper process when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `--verify-clients` against a real tailscaled (userspace networking, not logged in,
+/// so it knows no node): the whois request must be one tailscaled understands (404,
+/// not 400 or 403), and stopping tailscaled turns refusals into `tailscaled_unreachable`.
+/// The admitted case needs a tailnet (headscale) and belongs to the interop suite.
+#[test]
+#[ignore = "needs TINYDERP_TAILSCALED=/path/to/tailscaled"]
+fn verify_clients_with_a_real_logged_out_tailscaled() {
+    let tailscaled = std::env::var("TINYDERP_TAILSCALED")
+        .expect("set TINYDERP_TAILSCALED to a tailscaled binary to run this test");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("tailscaled.sock");
+    let child = std::process::Command::new(&tailscaled)
+        .arg("--tun=userspace-networking")
+        .arg(format!("--socket={}", socket.display()))
+        .arg(format!("--statedir={}", dir.path().join("state").display()))
+        .arg("--port=0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("tailscaled.log")).unwrap())
+        .spawn()
+        .expect("start tailscaled");
+    let mut child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "tailscaled made no socket");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let server = TestServer::start(&["--verify-clients", "--socket", socket.to_str().unwrap()]);
+    let (stranger, _) = fresh();
+    assert!(!try_login(&server, &stranger));
+    assert!(
+        server.wait_for_log(
+            "refused: not found in local tailscaled",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        metric(
+            &varz(&server),
+            "tinyderp_clients_refused_total{reason=\"tailscaled_unknown\"} "
+        ),
+        1
+    );
+
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    assert!(!try_login(&server, &stranger));
+    assert_eq!(
+        metric(
+            &varz(&server),
+            "tinyderp_clients_refused_total{reason=\"tailscaled_unreachable\"} "
+        ),
+        1
+    );
+}
