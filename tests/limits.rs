@@ -147,6 +147,8 @@ fn client_over_its_rate_is_slowed_to_the_limit_and_mesh_peers_are_exempt() {
     assert!(server
         .log()
         .contains("rate config applied: client-rate=200000 bytes/sec, client-burst=65568 bytes"));
+    assert!(counter(&server, "tinyderp_client_rate_waits_total ") > 10);
+    assert_eq!(counter(&server, "tinyderp_total_rate_waits_total "), 0);
 
     let (mesh, _) = connect(&server, Some(mesh_key));
     let (c, c_key) = connect(&server, None);
@@ -173,6 +175,8 @@ fn total_rate_holds_with_several_clients() {
         data_share(300_000.0),
         "3 clients under --total-rate 300k",
     );
+    assert!(counter(&server, "tinyderp_total_rate_waits_total ") > 10);
+    assert_eq!(counter(&server, "tinyderp_client_rate_waits_total "), 0);
 }
 
 #[test]
@@ -240,6 +244,13 @@ fn max_clients_refuses_beyond_the_limit_but_not_mesh_peers() {
         "refused: server full (2 clients; see --max-clients)",
         Duration::from_secs(5)
     ));
+    assert_eq!(
+        counter(
+            &server,
+            "tinyderp_clients_refused_total{reason=\"max_clients\"} "
+        ),
+        1
+    );
     let (_mesh, _) = connect(&server, Some(mesh_key));
     // The mesh peer got in although the server was full, and it counts: only when both
     // clients leave is there room again (1 registered < 2).
@@ -275,6 +286,15 @@ fn tls_handshake(server: &TestServer) -> bool {
         };
         smol::future::or(handshake, timeout).await.is_ok()
     })
+}
+
+fn counter(server: &TestServer, line_start: &str) -> u64 {
+    varz(server)
+        .expect("metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
 }
 
 fn varz(server: &TestServer) -> Option<String> {
