@@ -1018,6 +1018,42 @@ mod tests {
         );
     }
 
+    /// xorshift64: deterministic noise without a dependency.
+    fn next(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    #[test]
+    fn response_parsers_never_panic_on_noise_or_mangled_answers() {
+        let templates: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{\"Allow\":true}",
+            b"HTTP/1.0 404 Not Found\r\n\r\nno match",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for round in 0..30_000usize {
+            let mut bytes = templates[round % templates.len()].to_vec();
+            // Flip, cut or extend at random places, so the parsers see near-valid input.
+            for _ in 0..(next(&mut seed) % 4) {
+                let at = (next(&mut seed) as usize) % bytes.len().max(1);
+                match next(&mut seed) % 3 {
+                    0 if !bytes.is_empty() => bytes[at] = next(&mut seed) as u8,
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at.min(bytes.len()), b"0123456789abcdef\r\n;"[at % 19]),
+                }
+            }
+            for at_eof in [false, true] {
+                if let Ok(Some(response)) = parse_response(&bytes, at_eof) {
+                    let _ = whois_verdict(&response);
+                    let _ = admission_verdict(&response);
+                }
+            }
+        }
+    }
+
     #[test]
     fn ca_file_problems_are_clear() {
         let dir = tempfile::tempdir().unwrap();
