@@ -694,3 +694,206 @@ fn verify_clients_with_a_real_logged_out_tailscaled() {
         1
     );
 }
+
+/// Runs `program args` to completion within 90 s; returns stdout, panicking with its
+/// output on failure.
+fn run_ok(program: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1,localhost,::1")
+        .output()
+        .unwrap_or_else(|err| panic!("{program}: {err}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    free_tcp_port("127.0.0.1")
+}
+
+/// `--verify-clients` in a real tailnet: headscale on loopback hands out a DERP map whose
+/// only region is this tinyderp, which asks node1's tailscaled about every client. Both
+/// nodes (node1 itself, node2 its peer) must be admitted as they connect to their home
+/// DERP; a key from outside the tailnet must be refused.
+///
+/// Needs `TINYDERP_TS_TOOLS` (a directory with `tailscaled` and `tailscale`) and
+/// `TINYDERP_HEADSCALE` (the headscale binary).
+#[test]
+#[ignore = "needs TINYDERP_TS_TOOLS=/dir/with/tailscaled+tailscale and TINYDERP_HEADSCALE=/path/to/headscale"]
+fn verify_clients_admits_tailnet_nodes_through_real_tailscaled() {
+    let tools =
+        std::path::PathBuf::from(std::env::var("TINYDERP_TS_TOOLS").expect("TINYDERP_TS_TOOLS"));
+    let headscale = std::env::var("TINYDERP_HEADSCALE").expect("TINYDERP_HEADSCALE");
+    let tailscaled = tools.join("tailscaled").display().to_string();
+    let tailscale = tools.join("tailscale").display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let node_sock = |n: u32| root.join(format!("node{n}/tailscaled.sock"));
+    std::fs::create_dir_all(root.join("node1")).unwrap();
+    std::fs::create_dir_all(root.join("node2")).unwrap();
+
+    // tinyderp first: until node1's tailscaled is up its whois fails and clients retry.
+    let server = TestServer::start(&[
+        "--verify-clients",
+        "--socket",
+        node_sock(1).to_str().unwrap(),
+    ]);
+    let derp_yaml = format!(
+        "regions:\n  900:\n    regionid: 900\n    regioncode: guard\n    regionname: guard test\n    nodes:\n      - name: 900a\n        regionid: 900\n        hostname: 127.0.0.1\n        ipv4: 127.0.0.1\n        derpport: {}\n        stunport: {}\n        insecurefortests: true\n",
+        server.derp_addr.port(),
+        server.stun_addr.port()
+    );
+    std::fs::write(root.join("derp.yaml"), derp_yaml).unwrap();
+    let hs_port = free_port();
+    let config = format!(
+        "server_url: http://127.0.0.1:{hs_port}\nlisten_addr: 127.0.0.1:{hs_port}\nmetrics_listen_addr: 127.0.0.1:{}\ngrpc_listen_addr: 127.0.0.1:{}\ngrpc_allow_insecure: false\nnoise:\n  private_key_path: {r}/noise_private.key\nprefixes:\n  v4: 100.64.0.0/10\n  v6: fd7a:115c:a1e0::/48\n  allocation: sequential\nderp:\n  server:\n    enabled: false\n  urls: []\n  paths: [\"{r}/derp.yaml\"]\n  auto_update_enabled: false\n  update_frequency: 24h\ndisable_check_updates: true\ndatabase:\n  type: sqlite\n  sqlite:\n    path: {r}/db.sqlite\n    write_ahead_log: true\nlog:\n  level: info\npolicy:\n  mode: file\n  path: \"\"\ndns:\n  magic_dns: false\n  override_local_dns: false\n  nameservers:\n    global: []\nunix_socket: {r}/headscale.sock\nunix_socket_permission: \"0770\"\nlogtail:\n  enabled: false\n",
+        free_port(),
+        free_port(),
+        r = root.display()
+    );
+    let hs_config = root.join("headscale.yaml");
+    std::fs::write(&hs_config, config).unwrap();
+    let hs_config = hs_config.to_str().unwrap();
+    let _headscale = KillOnDrop(
+        std::process::Command::new(&headscale)
+            .args(["-c", hs_config, "serve"])
+            .stdout(std::fs::File::create(root.join("headscale.log")).unwrap())
+            .stderr(std::fs::File::create(root.join("headscale.err")).unwrap())
+            .spawn()
+            .expect("start headscale"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !root.join("headscale.sock").exists() {
+        assert!(Instant::now() < deadline, "headscale did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    run_ok(&headscale, &["-c", hs_config, "users", "create", "guard"]);
+    let users: serde_json::Value = serde_json::from_str(&run_ok(
+        &headscale,
+        &["-c", hs_config, "users", "list", "-o", "json"],
+    ))
+    .unwrap();
+    let uid = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "guard")
+        .map(|u| u["id"].to_string())
+        .unwrap();
+    let authkey = run_ok(
+        &headscale,
+        &[
+            "-c",
+            hs_config,
+            "preauthkeys",
+            "create",
+            "-u",
+            &uid,
+            "--reusable",
+            "-e",
+            "1h",
+        ],
+    );
+    let authkey = authkey.lines().last().unwrap().trim().to_string();
+
+    let mut nodes = Vec::new();
+    for n in 1..=2u32 {
+        let child = std::process::Command::new(&tailscaled)
+            .arg("--tun=userspace-networking")
+            .arg(format!(
+                "--statedir={}",
+                root.join(format!("node{n}")).display()
+            ))
+            .arg(format!("--socket={}", node_sock(n).display()))
+            .arg("--port=0")
+            .arg("--no-logs-no-support")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1,localhost,::1")
+            .env("TS_DISABLE_PORTMAPPER", "1")
+            .env("TS_PANIC_IF_HIT_MAIN_CONTROL", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(root.join(format!("node{n}/tailscaled.log"))).unwrap())
+            .spawn()
+            .expect("start tailscaled");
+        nodes.push(KillOnDrop(child));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !node_sock(n).exists() {
+            assert!(Instant::now() < deadline, "node{n} made no socket");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        run_ok(
+            &tailscale,
+            &[
+                &format!("--socket={}", node_sock(n).display()),
+                "up",
+                &format!("--login-server=http://127.0.0.1:{hs_port}"),
+                &format!("--authkey={authkey}"),
+                &format!("--hostname=node{n}"),
+                "--accept-dns=false",
+                "--timeout=60s",
+            ],
+        );
+    }
+    let node_key = |n: u32| -> String {
+        let status: serde_json::Value = serde_json::from_str(&run_ok(
+            &tailscale,
+            &[
+                &format!("--socket={}", node_sock(n).display()),
+                "status",
+                "--json",
+            ],
+        ))
+        .unwrap();
+        status["Self"]["PublicKey"].as_str().unwrap().to_string()
+    };
+    let (key1, key2) = (node_key(1), node_key(2));
+
+    // Both nodes log in to their home DERP (the only region) and are admitted.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let admitted = metric(
+            &varz(&server),
+            "tinyderp_clients_admitted_total{how=\"checked\"} ",
+        );
+        if admitted >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes not admitted ({admitted}); {key1} {key2}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = server.log();
+    for key in [&key1, &key2] {
+        let short = PublicKey::parse_node_key(key).unwrap().short();
+        assert!(
+            !log.contains(&format!("client {short} refused: not found")),
+            "tailnet node {key} was refused as unknown:\n{log}"
+        );
+    }
+    for line in log
+        .lines()
+        .filter(|l| l.contains("refused") || l.contains("connected"))
+    {
+        eprintln!("{line}");
+    }
+    // A key from outside the tailnet is refused.
+    let (stranger, _) = fresh();
+    assert!(!try_login(&server, &stranger));
+    assert!(
+        metric(
+            &varz(&server),
+            "tinyderp_clients_refused_total{reason=\"tailscaled_unknown\"} "
+        ) >= 1
+    );
+}
