@@ -27,7 +27,7 @@ root=$(cd "$here/.." && pwd)
 cache=${TINYDERP_CACHE:-$HOME/.cache/tinyderp}
 venv=$cache/venv
 target_dir=$cache/cross-target
-dist=$root/dist
+dist=${TINYDERP_DIST:-$root/dist}
 
 # Pinned together: the -Z flags and build-std are unstable, so versions move as one.
 APT_PACKAGES="rustc-web cargo-web rust-web-src qemu-user python3-venv"

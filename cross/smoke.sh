@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# For every built router binary (dist/<arch>/tinyderp), run it under qemu-user:
+# first `--version` and `--help` must exit 0, then, when the project has the
+# integration test tests/smoke.rs, `cargo test --test smoke` runs with
+#   TINYDERP_BIN=dist/<arch>/tinyderp  TINYDERP_RUNNER="qemu-<cpu> -cpu <model>"
+# so the test spawns the router binary under emulation on 127.0.0.1.
+#
+#   cross/smoke.sh [ARCH...]        default: every arch with a built binary
+# Prints one line per check and `N passed, N failed`; exit 1 on any failure.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+dist=${TINYDERP_DIST:-$root/dist}
+# Upper bound for one emulated command (a wedged binary must not hang CI).
+STEP_TIMEOUT=${TINYDERP_SMOKE_TIMEOUT:-120}
+
+passed=0
+failed=0
+check() { # name command...
+	local name=$1
+	shift
+	if timeout "$STEP_TIMEOUT" "$@" >"$log" 2>&1; then
+		passed=$((passed + 1))
+		echo "ok   smoke $name"
+	else
+		failed=$((failed + 1))
+		echo "FAIL smoke $name (exit $?):"
+		tail -n 20 "$log" | sed 's/^/     /'
+	fi
+}
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+arches=("$@")
+if [ ${#arches[@]} -eq 0 ]; then
+	while IFS=$'\t' read -r _t arch _q _c; do
+		[ -x "$dist/$arch/tinyderp" ] && arches+=("$arch")
+	done < <(grep -v '^#' "$here/targets.tsv")
+fi
+[ ${#arches[@]} -gt 0 ] || { echo "no dist/*/tinyderp: run cross/build.sh first"; echo "0 passed, 1 failed"; exit 1; }
+
+for arch in "${arches[@]}"; do
+	check "$arch --version" "$here/qemu-run.sh" "$arch" -- --version
+	check "$arch --help" "$here/qemu-run.sh" "$arch" -- --help
+	if [ -f "$root/tests/smoke.rs" ]; then
+		runner=$("$here/qemu-run.sh" --runner "$arch")
+		check "$arch cargo test --test smoke" env TINYDERP_BIN="$dist/$arch/tinyderp" \
+			TINYDERP_RUNNER="$runner" cargo test --manifest-path "$root/Cargo.toml" --test smoke
+	fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
