@@ -18,10 +18,11 @@ Layout written (all integers little-endian):
              0x0 special (0 null), 0x1 int < 2^28, 0x2 int32 at offset,
              0x3 int64 at offset, 0x8/0x9/0xa blob with u8/u16/u32 length prefix,
              0xd array / 0xe object: u32 slot count n, then n-1 values (slot 1..n-1),
-             trailing null slots dropped
+             trailing null slots dropped (mkpkg tags the paths and files arrays 0xe)
   DATA     = u32 path index, u32 file index (1-based, into paths[] and its files[]),
              then the file's bytes
-The package object: 1 info (pkginfo), 2 paths (dirs sorted by name, each: 1 name,
+The package object: 1 info (pkginfo), 2 paths (every dir, the root as '', sorted by
+name, each: 1 name,
 2 acl {1 mode, 2 user, 3 group}, 3 files sorted by name: 1 name, 2 acl, 3 size,
 4 mtime, 5 sha256), 3 scripts. pkginfo "hashes" (the unique id) is the first 20 bytes
 of SHA-256 over the ADB payload written with that field zeroed.
@@ -108,8 +109,8 @@ class AdbWriter:
         top = max(fields) if fields else 0
         return self._slots([fields.get(i, NULL) for i in range(1, top + 1)], T_OBJECT)
 
-    def arr(self, items):
-        return self._slots(items, T_ARRAY)
+    def arr(self, items, kind=T_ARRAY):
+        return self._slots(items, kind)
 
     def set_root(self, v):
         struct.pack_into("<I", self.buf, 4, v)
@@ -133,46 +134,53 @@ def scan(files_dir):
                 files.append((name, st))
             elif not stat.S_ISDIR(st.st_mode):
                 raise SystemExit(f"apk3.py: only regular files and directories are supported: {rel}/{name}")
-        out.append((rel, dirs[rel], files, len(entries)))
+        out.append((rel, dirs[rel], files))
     return out
 
 
 def build(info, scripts, files_dir, mtime):
+    """The uncompressed container. Values are written in the order `apk mkpkg` writes
+    them (info strings by slot, then per directory its files and itself, then the
+    sizes, unique id, info, paths, scripts, root), so the bytes match its output."""
     w = AdbWriter()
     pkginfo = {}
-    for key, value in info.items():
+    for key, value in sorted(info.items(), key=lambda kv: PI_FIELDS[kv[0]]):
         pkginfo[PI_FIELDS[key]] = w.blob(value.encode())
-    unique_id = w.blob(b"\0" * UNIQUE_ID_LEN, cache=False)
-    pkginfo[PI_HASHES] = unique_id
 
-    paths = []  # (name, dir value, [file rel paths])
+    def acl(mode):
+        return w.obj({1: w.int(mode), 2: w.blob(b"root"), 3: w.blob(b"root")})
+
+    paths = []  # (dir value, [(file path, size)])
     installed = 0
-    for rel, dst, files, n_entries in scan(files_dir):
+    for rel, dst, files in scan(files_dir):
         file_vals, file_paths = [], []
         for name, st in files:
             path = os.path.join(files_dir, rel, name)
             with open(path, "rb") as f:
                 digest = hashlib.sha256(f.read()).digest()
-            acl = w.obj({1: w.int(stat.S_IMODE(st.st_mode)), 2: w.blob(b"root"), 3: w.blob(b"root")})
-            fields = {1: w.blob(name.encode()), 5: w.blob(digest), 4: w.int(mtime), 3: w.int(st.st_size), 2: acl}
-            file_vals.append(w.obj(fields))
+            name_v = w.blob(name.encode())
+            hash_v = w.blob(digest)
+            mtime_v = w.int(mtime)
+            size_v = w.int(st.st_size)
+            acl_v = acl(stat.S_IMODE(st.st_mode))
+            file_vals.append(w.obj({1: name_v, 2: acl_v, 3: size_v, 4: mtime_v, 5: hash_v}))
             file_paths.append((path, st.st_size))
             installed += st.st_size
-        mode = stat.S_IMODE(dst.st_mode)
-        # Like mkpkg, drop directories that say nothing: default acl, no files, and
-        # (for all but the root) something below them that implies them.
-        if mode == 0o755 and not file_vals and (rel == "" or n_entries > 0):
-            continue
-        acl = w.obj({1: w.int(mode), 2: w.blob(b"root"), 3: w.blob(b"root")})
-        dir_val = w.obj({1: w.blob(rel.encode()), 2: acl, 3: w.arr(file_vals)})
-        paths.append((rel, dir_val, file_paths))
+        # Every directory is listed, the root ('') too, as `apk mkpkg` does without
+        # --compat (it prunes implied ones only for newer --compat levels).
+        name_v = w.blob(rel.encode())
+        acl_v = acl(stat.S_IMODE(dst.st_mode))
+        # mkpkg stores the files and paths arrays through its object writer, so their
+        # values carry the object type; apk reads either type as a container.
+        files_v = w.arr(file_vals, T_OBJECT)
+        paths.append((w.obj({1: name_v, 2: acl_v, 3: files_v}), file_paths))
 
     pkginfo[PI_INSTALLED_SIZE] = w.int(installed or 1)
-    pkginfo_val = w.obj(pkginfo)
-    paths_val = w.arr([d for _, d, _ in paths])
-    pkg = {1: pkginfo_val, 2: paths_val}
+    unique_id = w.blob(b"\0" * UNIQUE_ID_LEN, cache=False)
+    pkginfo[PI_HASHES] = unique_id
+    pkg = {1: w.obj(pkginfo), 2: w.arr([d for d, _ in paths], T_OBJECT)}
     if scripts:
-        pkg[3] = w.obj({SCRIPT_FIELDS[k]: w.blob(v) for k, v in scripts.items()})
+        pkg[3] = w.obj({SCRIPT_FIELDS[k]: w.blob(v) for k, v in sorted(scripts.items(), key=lambda kv: SCRIPT_FIELDS[kv[0]])})
     w.set_root(w.obj(pkg))
 
     # Unique id: SHA-256 of the payload with the id zeroed, first 20 bytes.
@@ -182,7 +190,7 @@ def build(info, scripts, files_dir, mtime):
 
     out = bytearray(struct.pack("<II", 0x2E424441, SCHEMA_PACKAGE))
     out += block(BLOCK_ADB, bytes(w.buf))
-    for path_idx, (_, _, file_paths) in enumerate(paths, 1):
+    for path_idx, (_, file_paths) in enumerate(paths, 1):
         for file_idx, (path, size) in enumerate(file_paths, 1):
             if size == 0:
                 continue

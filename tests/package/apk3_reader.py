@@ -79,23 +79,25 @@ class Adb:
         n = int.from_bytes(self._at(off, width), "little")
         return bytes(self._at(off + width, n))
 
-    def slots(self, v, want):
-        """[None, slot1, slot2, ...] of an object (want 0xe) or array (0xd)."""
+    def slots(self, v):
+        """[None, slot1, slot2, ...] of a container. apk reads a value of either
+        container type (0xd array, 0xe object) as one, and mkpkg does write its
+        paths and files arrays with the object type."""
         if v == 0:
             return [None]
         k, off = self.kind(v), v & 0x0FFFFFFF
-        need(k == want, f"expected type {want:#x}, got {k:#x}")
+        need(k in (0xD, 0xE), f"expected a container, got type {k:#x}")
         need(off % 4 == 0, "object misaligned")
         n = struct.unpack("<I", self._at(off, 4))[0]
         need(n >= 1, "object with no count slot")
         return [None] + list(struct.unpack(f"<{n - 1}I", self._at(off + 4, 4 * (n - 1))))
 
     def obj(self, v):
-        s = self.slots(v, 0xE)
+        s = self.slots(v)
         return {i: s[i] for i in range(1, len(s)) if s[i] != 0}
 
     def arr(self, v):
-        return self.slots(v, 0xD)[1:]
+        return self.slots(v)[1:]
 
 
 def inflate_container(data):

@@ -186,8 +186,11 @@ def check_apk(path, arch, binary, epoch=EPOCH):
         total += len(content)
     eq(info["installed-size"], total, "installed-size")
     eq([p["name"] for p in pkg["paths"]],
-       ["etc/capabilities", "etc/config", "etc/init.d", "lib/apk/packages", "lib/upgrade/keep.d", "usr/sbin"],
-       "directory entries (implied ones pruned like apk mkpkg)")
+       ["", "etc", "etc/capabilities", "etc/config", "etc/init.d", "lib", "lib/apk", "lib/apk/packages",
+        "lib/upgrade", "lib/upgrade/keep.d", "usr", "usr/sbin"],
+       "directory entries (all, the root too, like apk mkpkg)")
+    for p in pkg["paths"]:
+        eq((p["mode"], p["user"], p["group"]), (0o755, "root", "root"), f"dir {p['name']!r} acl")
     post = pkg["scripts"]["post-install"].splitlines()
     eq(post[-4:], ['export root="${IPKG_INSTROOT}"', 'export pkgname="tinyderp"', "add_group_and_user",
                    "default_postinst"], "post-install tail")
@@ -266,6 +269,51 @@ def test_apk3_encoder_golden_bytes(tmp):
     eq(w.blob(b"x" * 300) >> 28, 0x9, "300-byte blob uses a u16 length")
     eq(apk3.block(2, b"\x01\x02\x03"), struct.pack("<I", (2 << 30) | 7) + b"\x01\x02\x03" + b"\0", "DATA block padded to 8")
     eq(apk3.block(0, b"12345678")[:4], struct.pack("<I", 12), "ADB block size counts its header")
+
+
+# SHA-256 of the uncompressed container that apk-tools 3.0.6 `apk mkpkg` (built from
+# alpinelinux/apk-tools 90b974fd) wrote for the fixture below with SOURCE_DATE_EPOCH
+# 1700000000 and the same --info/--script arguments; its deflated file was byte-identical
+# to apk3.py's too. The fixture covers an empty file (no DATA block), a file whose
+# length needs a u16 and one over 64 KiB, modes 0600/0644/0755 and all info strings.
+MKPKG_FIXTURE_CONTAINER_SHA256 = "f6cbe73dfd3c86f00b0f5b21f3e90bfc0e93cc401997c7a3df0e35229f9257b9"
+
+
+def test_apk3_matches_apk_mkpkg_golden(tmp):
+    tree = os.path.join(tmp, "tree")
+
+    def put(path, mode, data):
+        full = os.path.join(tree, path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(data)
+        os.chmod(full, mode)
+
+    put("usr/bin/hello", 0o755, b"#!/bin/sh\necho hello\n")
+    put("etc/config/hello", 0o600, b"config hello 'main'\n\toption enabled '0'\n")
+    put("etc/hello/empty", 0o644, b"")
+    put("usr/share/hello/big.bin", 0o644, bytes((i * 7) % 251 for i in range(70000)))
+    put("usr/share/hello/a", 0o644, b"a" * 300)
+    for d, _, _ in os.walk(tree):
+        os.chmod(d, 0o755)
+    post, pre = os.path.join(tmp, "post"), os.path.join(tmp, "pre")
+    with open(post, "w") as f:
+        f.write("#!/bin/sh\necho installed\n")
+    with open(pre, "w") as f:
+        f.write("#!/bin/sh\necho removing\n")
+    out = os.path.join(tmp, "hello.apk")
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
+    subprocess.run([sys.executable, os.path.join(ROOT, "openwrt", "apk3.py"), "--info", "name:hello",
+                    "--info", "version:1.0-r1", "--info", "description:Fixture package",
+                    "--info", "arch:mips_24kc", "--info", "license:MIT", "--info", "origin:hello",
+                    "--info", "maintainer:Nobody <nobody@example.org>", "--info", "url:https://example.org/",
+                    "--script", f"post-install:{post}", "--script", f"pre-deinstall:{pre}",
+                    "--files", tree, "--output", out], env=env, check=True, timeout=60)
+    container = apk3_reader.inflate_container(read(out))
+    eq(hashlib.sha256(container).hexdigest(), MKPKG_FIXTURE_CONTAINER_SHA256, "container vs apk mkpkg")
+    pkg = apk3_reader.read_package(read(out))
+    eq(pkg["files"]["etc/hello/empty"]["data"], b"", "empty file")
+    eq(len(pkg["files"]["usr/share/hello/big.bin"]["data"]), 70000, "large file")
 
 
 def test_real_binaries_in_dist(tmp):
