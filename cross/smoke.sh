@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # For every built router binary (dist/<arch>/tinyderp), run it under qemu-user:
-# first `--version` and `--help` must exit 0, then, when the project has the
-# integration test tests/smoke.rs, `cargo test --test smoke` runs with
-#   TINYDERP_BIN=dist/<arch>/tinyderp  TINYDERP_RUNNER="qemu-<cpu> -cpu <model>"
-# so the test spawns the router binary under emulation on 127.0.0.1.
+# first `--version` and `--help` must exit 0, then the integration test
+# (tests/smoke.rs if it exists, else tests/server.rs; TINYDERP_SMOKE_TEST=NAME picks
+# another) runs as `cargo test --test NAME` with
+#   TINYDERP_BIN=dist/<arch>/tinyderp  TINYDERP_RUNNER="qemu-<arch> -cpu <model>"
+# so it spawns the router binary under emulation on 127.0.0.1.
 #
 #   cross/smoke.sh [ARCH...]        default: every arch with a built binary
 # Prints one line per check and `N passed, N failed`; exit 1 on any failure.
@@ -30,6 +31,18 @@ check() { # name command...
 	fi
 }
 
+test_name=${TINYDERP_SMOKE_TEST:-}
+if [ -z "$test_name" ]; then
+	for candidate in smoke server; do
+		if [ -f "$root/tests/$candidate.rs" ]; then
+			test_name=$candidate
+			break
+		fi
+	done
+fi
+# A whole integration suite under emulation takes longer than one command.
+[ -n "${TINYDERP_SMOKE_TIMEOUT:-}" ] || [ -z "$test_name" ] || STEP_TIMEOUT=1800
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
@@ -44,10 +57,10 @@ fi
 for arch in "${arches[@]}"; do
 	check "$arch --version" "$here/qemu-run.sh" "$arch" -- --version
 	check "$arch --help" "$here/qemu-run.sh" "$arch" -- --help
-	if [ -f "$root/tests/smoke.rs" ]; then
+	if [ -n "$test_name" ]; then
 		runner=$("$here/qemu-run.sh" --runner "$arch")
-		check "$arch cargo test --test smoke" env TINYDERP_BIN="$dist/$arch/tinyderp" \
-			TINYDERP_RUNNER="$runner" cargo test --manifest-path "$root/Cargo.toml" --test smoke
+		check "$arch cargo test --test $test_name" env TINYDERP_BIN="$dist/$arch/tinyderp" \
+			TINYDERP_RUNNER="$runner" cargo test --manifest-path "$root/Cargo.toml" --test "$test_name"
 	fi
 done
 echo "$passed passed, $failed failed"

@@ -336,6 +336,37 @@ def test_real_binaries_in_dist(tmp):
         check_apk(apk, arch, binary, epoch)
 
 
+def test_feed_makefile_agrees_with_package_sh(tmp):
+    mk = open(os.path.join(ROOT, "openwrt", "Makefile")).read()
+    sh = open(os.path.join(ROOT, "openwrt", "package.sh")).read()
+
+    def mk_var(name):
+        for line in mk.splitlines():
+            if line.strip().startswith(name + ":="):
+                return line.split(":=", 1)[1].strip()
+        raise AssertionError(f"{name} not in openwrt/Makefile")
+
+    def sh_var(name):
+        for line in sh.splitlines():
+            if line.startswith(name + "="):
+                return line.split("=", 1)[1].strip().strip('"')
+        raise AssertionError(f"{name} not in openwrt/package.sh")
+
+    eq(mk_var("PKG_VERSION") + "-r" + mk_var("PKG_RELEASE"), crate_version(), "Makefile version vs Cargo.toml")
+    eq(mk_var("PKG_RELEASE"), sh_var("PKG_RELEASE"), "PKG_RELEASE")
+    eq(mk_var("PKG_LICENSE"), sh_var("PKG_LICENSE"), "license")
+    eq(mk_var("USERID"), sh_var("PKG_USERID"), "USERID")
+    assert "include $(TOPDIR)/feeds/packages/lang/rust/rust-package.mk" in mk, "rust-package.mk"
+    block = mk.split("define Package/tinyderp/conffiles", 1)[1].split("endef", 1)[0].split()
+    sh_conf = sh.split('CONFFILES="', 1)[1].split('"', 1)[0].split()
+    eq(block, sh_conf, "conffiles (Makefile vs package.sh)")
+    # the init files come from their one copy in init.d/
+    for src, dst in (("init.d/tinyderp", "/etc/init.d/tinyderp"), ("init.d/tinyderp.config", "/etc/config/tinyderp"),
+                     ("init.d/tinyderp.capabilities.json", "/etc/capabilities/tinyderp.json")):
+        assert f"$(TINYDERP_TREE)/{src} $(1){dst}" in mk, f"Makefile does not install {src} to {dst}"
+        assert f'"$root/{src}" "$dest{dst}"' in sh, f"package.sh does not install {src} to {dst}"
+
+
 def main():
     tests = [v for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]
     passed = failed = 0
