@@ -145,7 +145,7 @@ def case_minimal_enabled():
     eq(r.rc, 0, "exit code")
     eq(r.instances(), {"main": instance(BASE_CMD + ["--hostname", "derp.example.net"])}, "instances")
     eq(r.actions, ["mkdir -p -m 0700 /etc/tinyderp", "chmod 0700 /etc/tinyderp",
-                   "chown tinyderp /etc/tinyderp"], "state dir actions")
+                   "chown -R tinyderp /etc/tinyderp"], "state dir actions")
 
 
 def case_service_triggers_and_validation():
@@ -346,6 +346,11 @@ INVALID = [
     ("tcp_write_timeout", "option tcp_write_timeout '2x'"),
     ("tcp_user_timeout", "option tcp_user_timeout '1.5.2s'"),
     ("tls_cert_without_key", "option certmode 'manual'\n\toption tls_cert '/etc/a.crt'"),
+    ("state_dir_etc", "option state_dir '/etc'"),
+    ("state_dir_root", "option state_dir '/'"),
+    ("state_dir_relative", "option state_dir 'tinyderp'"),
+    ("state_dir_dotdot", "option state_dir '/etc/tinyderp/../..'"),
+    ("state_dir_trailing_slash_of_etc", "option state_dir '/etc/'"),
 ]
 
 
