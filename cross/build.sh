@@ -6,6 +6,7 @@
 #   cross/build.sh mips-unknown-linux-musl   ... or by Rust target
 #   cross/build.sh --install-only      set up the toolchain and stop
 #   cross/build.sh --check-size        only compare dist/sizes.tsv with the budget
+#   cross/build.sh --size-table        print dist/sizes.tsv as a Markdown table (README)
 #
 # Writes dist/<openwrt-arch>/tinyderp and dist/sizes.tsv, then checks the sizes against
 # cross/size-budget.tsv (exit 3 when a binary is over budget).
@@ -149,11 +150,22 @@ check_size() {
 	return $status
 }
 
+# dist/sizes.tsv as Markdown, with the budget column.
+size_table() {
+	[ -f "$dist/sizes.tsv" ] || die "no $dist/sizes.tsv: build first"
+	echo "| OpenWrt arch | Rust target | bytes | xz -9e bytes | budget |"
+	echo "| --- | --- | ---: | ---: | ---: |"
+	awk -F'\t' 'NR == FNR { if ($1 !~ /^#/) budget[$1] = $2; next }
+		FNR > 1 { b = ($1 in budget) ? budget[$1] : "-"; printf "| `%s` | `%s` | %s | %s | %s |\n", $1, $2, $3, $4, b }' \
+		"$here/size-budget.tsv" "$dist/sizes.tsv"
+}
+
 main() {
-	[ $# -gt 0 ] || { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+	[ $# -gt 0 ] || { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 	case "$1" in
 	--check-size) check_size; exit $? ;;
 	--install-only) install_toolchain; exit 0 ;;
+	--size-table) size_table; exit 0 ;;
 	esac
 	local rows=() arg row
 	if [ "$1" = all ]; then
