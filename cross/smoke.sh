@@ -21,12 +21,14 @@ failed=0
 check() { # name command...
 	local name=$1
 	shift
-	if timeout "$STEP_TIMEOUT" "$@" >"$log" 2>&1; then
+	local rc=0
+	timeout "$STEP_TIMEOUT" "$@" >"$log" 2>&1 || rc=$?
+	if [ "$rc" = 0 ]; then
 		passed=$((passed + 1))
 		echo "ok   smoke $name"
 	else
 		failed=$((failed + 1))
-		echo "FAIL smoke $name (exit $?):"
+		echo "FAIL smoke $name (exit $rc):"
 		tail -n 20 "$log" | sed 's/^/     /'
 	fi
 }
