@@ -582,7 +582,8 @@ async fn connect_inner(cfg: &ClientConfig) -> io::Result<Client> {
         Some(server_key) => {
             // Request and ClientInfo in one write; the server answers with no HTTP at all.
             writer.buf = upgrade_request(&host, true);
-            handshake::encode_client_info(&mut writer.buf, &cfg.secret, &server_key, &info);
+            handshake::encode_client_info(&mut writer.buf, &cfg.secret, &server_key, &info)
+                .map_err(invalid_data)?;
             writer.flush_buf().await?;
             server_key
         }
@@ -602,7 +603,8 @@ async fn connect_inner(cfg: &ClientConfig) -> io::Result<Client> {
             let server_key =
                 handshake::parse_server_key_payload(payload).map_err(handshake_error)?;
             writer.buf.clear();
-            handshake::encode_client_info(&mut writer.buf, &cfg.secret, &server_key, &info);
+            handshake::encode_client_info(&mut writer.buf, &cfg.secret, &server_key, &info)
+                .map_err(invalid_data)?;
             writer.flush_buf().await?;
             server_key
         }

@@ -165,7 +165,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     if behaviour == Behaviour::KeepAliveFirst {
         frame::encode_keep_alive(&mut out);
     }
-    handshake::encode_server_info(&mut out, &secret, &client);
+    handshake::encode_server_info(&mut out, &secret, &client).unwrap();
     stream.write_all(&out).await?;
     stream.flush().await?;
     loop {

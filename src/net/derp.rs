@@ -156,8 +156,11 @@ pub(crate) async fn serve<S>(
         server.config.tcp_write_timeout
     };
     let mut info_frame = Vec::new();
-    handshake::encode_server_info(&mut info_frame, &server.secret, &client_key);
-    let sent_info = write_all_flush(&mut writer, &info_frame, write_timeout).await;
+    let sent_info =
+        match handshake::encode_server_info(&mut info_frame, &server.secret, &client_key) {
+            Ok(()) => write_all_flush(&mut writer, &info_frame, write_timeout).await,
+            Err(err) => Err(protocol_error(err)),
+        };
 
     if sent_info.is_ok() {
         let outcome = read_loop(&server, id, &mut reader, ReadLimiter::new(is_mesh))

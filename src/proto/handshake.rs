@@ -56,6 +56,8 @@ pub enum HandshakeError {
     WrongFrameType,
     /// ServerKey frame too short or without the DERP magic.
     BadServerKey,
+    /// The operating system's random generator failed, so no nonce could be made.
+    NoRandomness,
 }
 
 impl HandshakeError {
@@ -71,6 +73,7 @@ impl HandshakeError {
             HandshakeError::BadMeshKey => "bad_mesh_key",
             HandshakeError::WrongFrameType => "wrong_frame_type",
             HandshakeError::BadServerKey => "bad_server_key",
+            HandshakeError::NoRandomness => "no_randomness",
         }
     }
 }
@@ -109,29 +112,22 @@ pub fn seal(
     out
 }
 
-/// A fresh nonce from the operating system's generator. Should the generator ever fail,
-/// a process-wide counter mixed with the wall clock is used instead: box nonces only need
-/// to be unique per key pair, not secret.
-pub fn fresh_nonce() -> [u8; NONCE_LEN] {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static FALLBACK_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// A fresh nonce from the operating system's generator. If the generator fails (it does
+/// not on Linux, but nothing here may assume it), the handshake fails: a made-up nonce
+/// could repeat across restarts, and a repeated nonce under the same key pair breaks the box.
+pub fn fresh_nonce() -> Result<[u8; NONCE_LEN], HandshakeError> {
     let mut nonce = [0u8; NONCE_LEN];
-    if getrandom::getrandom(&mut nonce).is_err() {
-        let count = FALLBACK_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_nanos())
-            .unwrap_or(0);
-        let (head, tail) = nonce.split_at_mut(8);
-        head.copy_from_slice(&count.to_be_bytes());
-        tail.copy_from_slice(&nanos.to_be_bytes());
-    }
-    nonce
+    getrandom::getrandom(&mut nonce).map_err(|_| HandshakeError::NoRandomness)?;
+    Ok(nonce)
 }
 
 /// Seals with a fresh random nonce (see [`fresh_nonce`]).
-pub fn seal_random(secret: &SecretKey, peer: &PublicKey, plaintext: &[u8]) -> Vec<u8> {
-    seal(secret, peer, fresh_nonce(), plaintext)
+pub fn seal_random(
+    secret: &SecretKey,
+    peer: &PublicKey,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, HandshakeError> {
+    Ok(seal(secret, peer, fresh_nonce()?, plaintext))
 }
 
 /// Opens a blob sealed by `peer` to `secret`; returns the plaintext.
@@ -270,9 +266,14 @@ pub fn open_client_info(
 }
 
 /// Server side: appends a whole ServerInfo frame sealing exactly `{"version":2}`.
-pub fn encode_server_info(out: &mut Vec<u8>, server_secret: &SecretKey, client: &PublicKey) {
-    let sealed = seal_random(server_secret, client, SERVER_INFO_JSON);
+pub fn encode_server_info(
+    out: &mut Vec<u8>,
+    server_secret: &SecretKey,
+    client: &PublicKey,
+) -> Result<(), HandshakeError> {
+    let sealed = seal_random(server_secret, client, SERVER_INFO_JSON)?;
     encode_frame(out, FrameType::ServerInfo, &[&sealed]);
+    Ok(())
 }
 
 /// The JSON a Go client sends for `info`: field order and omitempty rules of Go's struct
@@ -303,10 +304,11 @@ pub fn encode_client_info(
     client_secret: &SecretKey,
     server: &PublicKey,
     info: &ClientInfo,
-) {
-    let sealed = seal_random(client_secret, server, &client_info_json(info));
+) -> Result<(), HandshakeError> {
+    let sealed = seal_random(client_secret, server, &client_info_json(info))?;
     let client = client_secret.public_key();
     encode_frame(out, FrameType::ClientInfo, &[client.as_bytes(), &sealed]);
+    Ok(())
 }
 
 /// The ServerInfo document as a client sees it. Zero means "not sent".
@@ -481,7 +483,7 @@ d0b5afa1d0aa13e6b12c5fd0b332b2c7f66ce37bd3833b453a5578fc99da20ede2cb54dd31743fa4
             Err(HandshakeError::BoxOpenFailed)
         );
         // Empty plaintext is still a valid 40-byte box.
-        let empty = seal_random(&b, &a_pub, b"");
+        let empty = seal_random(&b, &a_pub, b"").unwrap();
         assert_eq!(empty.len(), 40);
     }
 
@@ -579,7 +581,7 @@ d0b5afa1d0aa13e6b12c5fd0b332b2c7f66ce37bd3833b453a5578fc99da20ede2cb54dd31743fa4
             ..ClientInfo::default()
         };
         let mut frame = Vec::new();
-        encode_client_info(&mut frame, &client, &server_pub, &info);
+        encode_client_info(&mut frame, &client, &server_pub, &info).unwrap();
         let header = FrameHeader::decode(frame[..HEADER_LEN].try_into().unwrap());
         assert_eq!(header.frame_type, 0x02);
         let payload = &frame[HEADER_LEN..];
@@ -616,7 +618,7 @@ d0b5afa1d0aa13e6b12c5fd0b332b2c7f66ce37bd3833b453a5578fc99da20ede2cb54dd31743fa4
         );
         // Sealed garbage JSON.
         let mut bad = client_pub.as_bytes().to_vec();
-        bad.extend(seal_random(&client, &server_pub, b"{nope"));
+        bad.extend(seal_random(&client, &server_pub, b"{nope").unwrap());
         assert_eq!(
             open_client_info(&server, &bad),
             Err(HandshakeError::BadJson)
@@ -627,7 +629,7 @@ d0b5afa1d0aa13e6b12c5fd0b332b2c7f66ce37bd3833b453a5578fc99da20ede2cb54dd31743fa4
     fn server_info_frame_round_trip() {
         let (client, client_pub, server, server_pub) = go_keys();
         let mut frame = Vec::new();
-        encode_server_info(&mut frame, &server, &client_pub);
+        encode_server_info(&mut frame, &server, &client_pub).unwrap();
         assert_eq!(&frame[..HEADER_LEN], &[0x03, 0, 0, 0, 53]);
         let payload = &frame[HEADER_LEN..];
         assert_eq!(
@@ -645,7 +647,8 @@ d0b5afa1d0aa13e6b12c5fd0b332b2c7f66ce37bd3833b453a5578fc99da20ede2cb54dd31743fa4
             &server,
             &client_pub,
             br#"{"version":2,"TokenBucketBytesPerSecond":1000,"tokenbucketbytesburst":50,"x":"y"}"#,
-        );
+        )
+        .unwrap();
         assert_eq!(
             open_server_info(&client, &server_pub, &limited),
             Ok(ServerInfoJson {
