@@ -13,15 +13,12 @@ use smol::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::shared::RunError;
 
-/// Pending connections the kernel may hold for us before `accept`.
-const LISTEN_BACKLOG: i32 = 1024;
-
 /// Opens a listening TCP socket; `[::]` is bound dual-stack and falls back to `0.0.0.0`
 /// when the machine has IPv6 turned off.
 pub(crate) fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, RunError> {
     let fd = bind_with_fallback(addr, SockType::Stream)?;
-    let backlog = Backlog::new(LISTEN_BACKLOG).map_err(|err| bind_error(addr, err))?;
-    socket::listen(&fd, backlog).map_err(|err| bind_error(addr, err))?;
+    // The C library's SOMAXCONN: 4096 on glibc, 128 on musl (nix refuses anything larger).
+    socket::listen(&fd, Backlog::MAXCONN).map_err(|err| bind_error(addr, err))?;
     let std_listener = StdTcpListener::from(fd);
     TcpListener::try_from(std_listener)
         .map_err(|err| RunError(format!("cannot listen on {addr}: {err}")))
