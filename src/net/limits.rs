@@ -4,7 +4,7 @@
 //! TCP back-pressure instead of losing packets (upstream §3.10).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::config::{parse_rate_config, ByteRate, MAX_RATE_CONFIG_LEN};
@@ -12,14 +12,12 @@ use crate::relay::{TokenBucket, MIN_BYTE_BURST};
 
 use super::shared::Server;
 
-/// The per-client rate currently in force, shared by every connection task. Two plain
-/// atomics: a reload racing with a read can at worst pace one frame with the old burst.
+/// The per-client rate currently in force, shared by every connection task and replaced
+/// on SIGHUP. A mutex rather than atomics: rate and burst change together, and 32-bit
+/// routers have no 64-bit atomics.
 #[derive(Debug, Default)]
 pub(crate) struct ClientRate {
-    /// Bytes per second; 0 = no limit.
-    bytes_per_sec: AtomicU64,
-    /// Burst in bytes.
-    burst: AtomicU64,
+    current: Mutex<Option<ByteRate>>,
 }
 
 impl ClientRate {
@@ -32,18 +30,16 @@ impl ClientRate {
 
     /// Replaces the setting; connections pick it up before their next frame.
     pub fn set(&self, rate: Option<ByteRate>) {
-        let (bytes_per_sec, burst) = rate.map_or((0, 0), |r| (r.bytes_per_sec, r.burst));
-        self.burst.store(burst, Ordering::Relaxed);
-        self.bytes_per_sec.store(bytes_per_sec, Ordering::Relaxed);
+        let rate = rate.filter(|r| r.bytes_per_sec > 0);
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = rate;
     }
 
     /// The current setting.
     pub fn get(&self) -> Option<ByteRate> {
-        let bytes_per_sec = self.bytes_per_sec.load(Ordering::Relaxed);
-        let burst = self.burst.load(Ordering::Relaxed);
-        (bytes_per_sec > 0).then_some(ByteRate {
-            bytes_per_sec,
-            burst: burst.max(MIN_BYTE_BURST),
+        let current = *self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current.map(|r| ByteRate {
+            bytes_per_sec: r.bytes_per_sec,
+            burst: r.burst.max(MIN_BYTE_BURST),
         })
     }
 }
