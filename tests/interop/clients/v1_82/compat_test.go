@@ -1,0 +1,29 @@
+// Release-specific glue for tailscale.com v1.82.5: the first release line with
+// sha256-raw CertName pinning, whose pin check still counts the meta cert.
+package interop
+
+import (
+	"tailscale.com/derp"
+	"tailscale.com/derp/derphttp"
+	"tailscale.com/net/netmon"
+	"tailscale.com/types/key"
+)
+
+const (
+	clientVersion         = "v1.82.5"
+	supportsCertNamePin   = true
+	pinBrokenWithMetaCert = true
+)
+
+func newNetMon() *netmon.Monitor { return netmon.NewStatic() }
+
+func setMeshKey(c *derphttp.Client, hexKey string) error {
+	c.MeshKey = hexKey
+	return nil
+}
+
+func forwardPacket(c *derphttp.Client, from, to key.NodePublic, b []byte) error {
+	return c.ForwardPacket(from, to, b)
+}
+
+func presentFlags(m derp.PeerPresentMessage) (byte, bool) { return byte(m.Flags), true }
