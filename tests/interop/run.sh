@@ -108,12 +108,17 @@ go_tool() {
 	local name="$1" dir out
 	case "$name" in
 	derper | derpprobe | tailscaled | tailscale)
-		dir="$GO_TOOLS_DIR/tailscale-$TS_TOOLS"
+		# The tailnet nodes are built without captive-portal detection and
+		# port mapping: both would reach past loopback (Tailscale's own
+		# generate_204 URLs, the LAN gateway) and neither is under test.
+		local tags=""
+		case "$name" in tailscaled | tailscale) tags="ts_omit_captiveportal,ts_omit_portmapper" ;; esac
+		dir="$GO_TOOLS_DIR/tailscale-$TS_TOOLS${tags:+-loopback}"
 		out="$dir/$name"
 		if [ ! -x "$out" ]; then
 			log "building $name@$TS_TOOLS (first run only)"
 			mkdir -p "$dir"
-			GOBIN="$dir" go install "tailscale.com/cmd/$name@$TS_TOOLS" >"$WORK/build-$name.log" 2>&1 ||
+			GOBIN="$dir" go install ${tags:+-tags "$tags"} "tailscale.com/cmd/$name@$TS_TOOLS" >"$WORK/build-$name.log" 2>&1 ||
 				{ cat "$WORK/build-$name.log" >&2; return 1; }
 		fi
 		;;
@@ -172,7 +177,7 @@ start_server() {
 	mkdir -p "$dir/state"
 	derp=$(free_port) stun=$(free_port) http=$(free_port)
 	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/mesh.key"
-	local keyfile certname cafile verify
+	local keyfile certname="" cafile verify
 	case "$SERVER_KIND" in
 	tinyderp)
 		local flags=(-a "127.0.0.1:$derp" --stun-port "$stun" --http-port "$http"
@@ -190,12 +195,21 @@ start_server() {
 			log "derper has no switch to leave out the meta certificate"
 			return 2
 		fi
+		# The same certificate shape tinyderp generates (DNS name + IP SAN),
+		# so derpprobe, which insists on SNI == HostName, can use "localhost";
+		# with an IP -hostname derper accepts any SNI.
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+			-keyout "$dir/state/127.0.0.1.key" -out "$dir/state/127.0.0.1.crt" -days 365 \
+			-subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+			-addext "extendedKeyUsage=serverAuth" >"$dir/openssl.log" 2>&1 ||
+			{ cat "$dir/openssl.log" >&2; return 1; }
+		certname="sha256-raw:$(openssl x509 -in "$dir/state/127.0.0.1.crt" -outform der | sha256sum | cut -d' ' -f1)"
 		"$DERPER_BIN" -a "127.0.0.1:$derp" -stun-port "$stun" -http-port "$http" \
 			-hostname 127.0.0.1 -certmode manual -certdir "$dir/state" \
 			-c "$dir/state/derper.key" -mesh-psk-file "$dir/mesh.key" >"$dir/server.log" 2>&1 &
 		PIDS+=($!)
 		keyfile="$dir/state/derper.key"
-		verify=127.0.0.1
+		verify=localhost
 		;;
 	esac
 	if ! wait_tcp 127.0.0.1 "$derp" 20; then
@@ -203,9 +217,9 @@ start_server() {
 		cat "$dir/server.log" >&2
 		return 1
 	fi
-	# The pin: tinyderp prints it with `derpmap` (and logs it); derper logs it.
-	certname=""
+	# The pin: tinyderp prints it with `derpmap` (and logs it).
 	if [ "$SERVER_KIND" = tinyderp ]; then
+		certname=""
 		certname="$("$TINYDERP_BIN" derpmap "${flags[@]}" 2>/dev/null | grep -oE 'sha256-raw:[0-9a-f]{64}' | head -1)"
 	fi
 	for _ in $(seq 50); do
@@ -300,17 +314,22 @@ part_suite() {
 
 # ---- part 2: derpprobe ----
 
-# derpmap_json SERVER MODE(pin|insecure) [IPV4]: a DERP map with only our region.
+# derpmap_json SERVER MODE(pin|insecure) [HOSTNAME [IPV6]]: a DERP map with only
+# our region; HOSTNAME defaults to the IP literal (no SNI). Without IPV6 the
+# node has no IPv6 field: the server listens on 127.0.0.1 only, and derpprobe
+# would probe any non-empty IPv6 value (even "none").
 derpmap_json() {
-	local srv="$1" mode="$2"
+	local srv="$1" mode="$2" hostname="${3:-}" ipv6="${4:-}"
 	(
 		set -a && . "$WORK/$srv/env" && set +a
-		python3 - "$mode" <<'EOF'
+		python3 - "$mode" "$hostname" "$ipv6" <<'EOF'
 import json, os, sys
-mode = sys.argv[1]
+mode, hostname, ipv6 = sys.argv[1], sys.argv[2], sys.argv[3]
 e = os.environ
-node = {"Name": "900a", "RegionID": 900, "HostName": e["INTEROP_HOST"], "IPv4": "127.0.0.1",
-        "IPv6": "none", "DERPPort": int(e["INTEROP_DERP_PORT"]), "STUNPort": int(e["INTEROP_STUN_PORT"])}
+node = {"Name": "900a", "RegionID": 900, "HostName": hostname or e["INTEROP_HOST"], "IPv4": "127.0.0.1",
+        "DERPPort": int(e["INTEROP_DERP_PORT"]), "STUNPort": int(e["INTEROP_STUN_PORT"])}
+if ipv6:
+    node["IPv6"] = ipv6
 if mode == "pin":
     node["CertName"] = e["INTEROP_CERTNAME"]
 else:
@@ -324,7 +343,8 @@ EOF
 part_derpprobe() {
 	local probe
 	probe="$(go_tool derpprobe)" || { record derpprobe build fail; return; }
-	derpmap_json main pin >"$WORK/derpmap-probe.json"
+	# derpprobe's mesh probe requires SNI == HostName, so it gets the DNS name.
+	derpmap_json main pin localhost >"$WORK/derpmap-probe.json"
 	local outf="$WORK/derpprobe.log" rc
 	(set -a && . "$WORK/main/env" && set +a &&
 		SSL_CERT_FILE="$INTEROP_CA_FILE" timeout 120 "$probe" -once -spread=false \
@@ -332,8 +352,8 @@ part_derpprobe() {
 			-bw-interval 1s -bw-probe-size-bytes 1000000) >"$outf" 2>&1
 	rc=$?
 	local kind found
-	for kind in tls udp mesh bw; do
-		found="$(grep -E "(good|bad): .*derp/interop/900a/.*${kind}" "$outf" | head -1)"
+	for kind in derpmap-probe 900a/tls 900a/udp 900a/mesh 900a/bw; do
+		found="$(grep -E "(good|bad): (derp/interop/)?[0-9a-z/]*${kind}:" "$outf" | head -1)"
 		case "$found" in
 		*good:*) record derpprobe "$kind probe" pass "$(sed -E 's/.*good: //' <<<"$found" | cut -c1-60)" ;;
 		*bad:*) record derpprobe "$kind probe" fail "$(sed -E 's/.*bad: //' <<<"$found" | cut -c1-90)" ;;

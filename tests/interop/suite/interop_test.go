@@ -757,6 +757,33 @@ func TestSTUN(t *testing.T) {
 	}
 }
 
+// TestNetcheckSTUN: upstream netcheck measures the region by STUN.
+func TestNetcheckSTUN(t *testing.T) {
+	tg := envTarget(t)
+	region := tg.region(func(n *tailcfg.DERPNode) { n.InsecureForTests = true; n.IPv4 = "127.0.0.1" })
+	v4, _, ok := netcheckRegion(t, region, false)
+	if !ok {
+		t.Skipf("netcheck not run with client %s (see compat_test.go)", clientVersion)
+	}
+	if v4 <= 0 {
+		t.Fatal("no STUN (IPv4) latency for the region")
+	}
+}
+
+// TestNetcheckHTTPS: with UDP out of the picture, upstream netcheck measures
+// the region over HTTPS (/derp/latency-check on a DERP TLS connection).
+func TestNetcheckHTTPS(t *testing.T) {
+	tg := envTarget(t)
+	region := tg.region(func(n *tailcfg.DERPNode) { n.InsecureForTests = true; n.IPv4 = "127.0.0.1" })
+	_, lat, ok := netcheckRegion(t, region, true)
+	if !ok {
+		t.Skipf("netcheck not run with client %s (see compat_test.go)", clientVersion)
+	}
+	if lat <= 0 {
+		t.Fatal("no HTTPS latency for the region")
+	}
+}
+
 func insecureHTTP() *http.Client {
 	return &http.Client{
 		Timeout: recvTimeout,
