@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC1090,SC1091 # per-server env files are written at run time
 # Part 3 of run.sh (sourced, not run): a real tailnet whose only path is the
 # server under test. headscale on loopback hands out a DERP map holding just
 # our region; two userspace tailscaled nodes join with a pre-auth key and talk
@@ -58,13 +59,30 @@ tailnet_run() {
 	local hs_port grpc_port metrics_port map_port
 	hs_port=$(free_port) grpc_port=$(free_port) metrics_port=$(free_port) map_port=$(free_port)
 
-	local derp_urls="[]" derp_paths="[]"
+	# With tinyderp the maps are the ones `tinyderp derpmap` prints for users
+	# to paste (HostName = --hostname, here localhost); with derper, or if a
+	# snippet cannot be extracted (reported as a failure), maps built here.
+	local derp_urls="[]" derp_paths="[]" from_snippet=0
 	if [ "$mode" = paths ]; then
-		tailnet_derpmap_yaml >"$dir/derp.yaml"
+		if [ "$SERVER_KIND" = tinyderp ]; then
+			if python3 "$HERE/derpmap_snippet.py" "$WORK/main/derpmap.txt" yaml >"$dir/derp.yaml" 2>"$dir/snippet.err"; then
+				from_snippet=1
+			else
+				record "$label" "tinyderp derpmap YAML snippet" fail "$(cat "$dir/snippet.err")"
+			fi
+		fi
+		[ "$from_snippet" = 1 ] || tailnet_derpmap_yaml >"$dir/derp.yaml"
 		derp_paths="[\"$dir/derp.yaml\"]"
 	else
 		mkdir -p "$dir/www"
-		derpmap_json main insecure "" ::1 >"$dir/www/derpmap.json"
+		if [ "$SERVER_KIND" = tinyderp ]; then
+			if python3 "$HERE/derpmap_snippet.py" "$WORK/main/derpmap.txt" insecure-json >"$dir/www/derpmap.json" 2>"$dir/snippet.err"; then
+				from_snippet=1
+			else
+				record "$label" "tinyderp derpmap InsecureForTests snippet" fail "$(cat "$dir/snippet.err")"
+			fi
+		fi
+		[ "$from_snippet" = 1 ] || derpmap_json main insecure "" ::1 >"$dir/www/derpmap.json"
 		python3 -m http.server --bind 127.0.0.1 --directory "$dir/www" "$map_port" >"$dir/mapserver.log" 2>&1 &
 		PIDS+=($!)
 		wait_tcp 127.0.0.1 "$map_port" 10 || { record "$label" "DERP map HTTP server" fail; return; }
@@ -120,7 +138,9 @@ EOF
 	fi
 	local i
 	for i in $(seq 50); do [ -S "$dir/headscale.sock" ] && break; sleep 0.2; done
-	record "$label" "headscale $HEADSCALE serves (derp.$mode)" pass
+	local map_note="map built by run.sh"
+	[ "$from_snippet" = 1 ] && map_note="map = the snippet tinyderp derpmap prints"
+	record "$label" "headscale $HEADSCALE serves (derp.$mode)" pass "$map_note"
 
 	local hsc=("$hs" -c "$dir/headscale.yaml")
 	"${hsc[@]}" users create interop >"$dir/cli.log" 2>&1 || { record "$label" "create user" fail; cat "$dir/cli.log" >&2; return; }

@@ -18,6 +18,7 @@ import (
 const (
 	clientVersion         = "v1.104.5"
 	supportsCertNamePin   = true
+	netcheckSkipReason    = ""
 	pinBrokenWithMetaCert = false
 )
 

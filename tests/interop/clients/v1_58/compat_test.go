@@ -16,6 +16,7 @@ import (
 const (
 	clientVersion         = "v1.58.2"
 	supportsCertNamePin   = false
+	netcheckSkipReason    = "its netcheck runs captive-portal detection and port mapping beyond loopback"
 	pinBrokenWithMetaCert = false
 )
 

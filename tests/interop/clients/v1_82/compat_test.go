@@ -16,6 +16,7 @@ import (
 const (
 	clientVersion         = "v1.82.5"
 	supportsCertNamePin   = true
+	netcheckSkipReason    = "its netcheck runs captive-portal detection against public URLs"
 	pinBrokenWithMetaCert = true
 )
 
