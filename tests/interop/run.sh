@@ -184,7 +184,9 @@ start_server() {
 		local flags=(-a "127.0.0.1:$derp" --stun-port "$stun" --http-port "$http"
 			--hostname localhost --extra-ip 127.0.0.1 --state-dir "$dir/state"
 			--mesh-psk-file "$dir/mesh.key" --region-id 900 --region-code interop
-			--log-level debug)
+			--public-ipv4 127.0.0.1 --public-ipv6 ::1 --log-level debug)
+		# --public-ipv6 ::1: the tailnet part's `tailscale debug derp` insists on
+		# an IPv6 path, served by tailnet.sh's loopback relay on [::1].
 		[ "$meta" = 0 ] && flags+=(--no-meta-cert)
 		"$TINYDERP_BIN" "${flags[@]}" >"$dir/server.log" 2>&1 &
 		PIDS+=($!)
@@ -230,6 +232,19 @@ start_server() {
 		sleep 0.1
 	done
 	[ -n "$certname" ] || { log "no sha256-raw pin found for $name"; cat "$dir/server.log" >&2; return 1; }
+	if [ "$SERVER_KIND" = tinyderp ]; then
+		local logged=""
+		for _ in $(seq 30); do
+			logged="$(grep -oE 'sha256-raw:[0-9a-f]{64}' "$dir/server.log" | head -1)"
+			[ -n "$logged" ] && break
+			sleep 0.1
+		done
+		if [ "$logged" = "$certname" ]; then
+			record setup "pin in start-up log == tinyderp derpmap ($name)" pass
+		else
+			record setup "pin in start-up log == tinyderp derpmap ($name)" fail "log: ${logged:-none}, derpmap: $certname"
+		fi
+	fi
 	# The CA file: whichever PEM certificate in the state dir hashes to the pin.
 	cafile=""
 	local f
