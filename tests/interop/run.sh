@@ -38,6 +38,11 @@ export GOFLAGS="-mod=mod"
 export CGO_ENABLED=0
 unset SSL_CERT_FILE SSL_CERT_DIR
 
+export PATH="$PATH:/usr/local/go/bin"
+for tool in go python3 curl openssl timeout; do
+	command -v "$tool" >/dev/null || { echo "run.sh needs $tool on PATH" >&2; exit 1; }
+done
+
 WORK="$(mktemp -d /tmp/tinyderp-interop.XXXXXX)"
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
@@ -167,7 +172,7 @@ else
 	if [ -z "${TINYDERP_BIN:-}" ]; then
 		log "building tinyderp (cargo build --release)"
 		(cd "$REPO" && cargo build --release --quiet) || { log "cargo build failed"; exit 1; }
-		TINYDERP_BIN="$REPO/target/release/tinyderp"
+		TINYDERP_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/tinyderp"
 	fi
 fi
 
