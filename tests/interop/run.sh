@@ -13,6 +13,7 @@
 #   INTEROP_CLIENTS="v1_104 v1_82 v1_58"      derphttp client releases
 #   INTEROP_CACHE=~/.cache/tinyderp/interop   tools and build outputs
 #   INTEROP_KEEP=1                            keep the temp dir with all logs
+#   INTEROP_SUMMARY=FILE                      also write the summary table there
 #
 # Everything listens on 127.0.0.1 with ports picked free at run time. Every
 # process this script starts is killed on exit. Ends with a table and the
@@ -406,30 +407,37 @@ start_server main 1 || { record setup "start server" fail; }
 if [ "$SERVER_KIND" = tinyderp ]; then
 	start_server nometa 0 || record setup "start server without meta cert" fail
 fi
+PART_TIMES=""
 if [ -f "$WORK/main/env" ]; then
 	for part in $PARTS; do
 		t0=$(date +%s)
 		"part_$part"
 		log "part $part took $(($(date +%s) - t0))s"
+		PART_TIMES="$PART_TIMES $part $(($(date +%s) - t0))s,"
 	done
 fi
 
 # ---- summary ----
+# INTEROP_SUMMARY=FILE also writes the table there (for a closing note).
 T_TOTAL=$(($(date +%s) - T_START))
-echo
-echo "## tinyderp interop summary (server: $SERVER_KIND, ${T_TOTAL}s)"
-echo
-printf '| %-38s | %-34s | %-6s | %s\n' "group" "check" "result" "note"
-printf '|%s|%s|%s|%s\n' "----------------------------------------" "------------------------------------" "--------" "------"
 pass=0 fail=0 skip=0
-while IFS=$'\t' read -r group check res note; do
-	printf '| %-38s | %-34s | %-6s | %s\n' "$group" "$check" "$res" "$note"
+{
+	echo
+	echo "## tinyderp interop summary (server: $SERVER_KIND, ${T_TOTAL}s:${PART_TIMES%,})"
+	echo
+	printf '| %-38s | %-34s | %-6s | %s\n' "group" "check" "result" "note"
+	printf '|%s|%s|%s|%s\n' "----------------------------------------" "------------------------------------" "--------" "------"
+	while IFS=$'\t' read -r group check res note; do
+		printf '| %-38s | %-34s | %-6s | %s\n' "$group" "$check" "$res" "$note"
+	done <"$RESULTS"
+	echo
+} | tee "${INTEROP_SUMMARY:-/dev/null}"
+while IFS=$'\t' read -r _ _ res _; do
 	case "$res" in
 	pass | xfail) pass=$((pass + 1)) ;;
 	skip) skip=$((skip + 1)) ;;
 	*) fail=$((fail + 1)) ;;
 	esac
 done <"$RESULTS"
-echo
-echo "$pass passed, $fail failed, $skip skipped"
+echo "$pass passed, $fail failed, $skip skipped" | tee -a "${INTEROP_SUMMARY:-/dev/null}"
 [ "$fail" = 0 ] && [ "$pass" -gt 0 ]
