@@ -115,17 +115,17 @@ go_tool() {
 	local name="$1" dir out
 	case "$name" in
 	derper | derpprobe | tailscaled | tailscale)
-		# The tailnet nodes are built without captive-portal detection and
-		# port mapping: both would reach past loopback (Tailscale's own
-		# generate_204 URLs, the LAN gateway) and neither is under test.
-		local tags=""
-		case "$name" in tailscaled | tailscale) tags="ts_omit_captiveportal,ts_omit_portmapper" ;; esac
-		dir="$GO_TOOLS_DIR/tailscale-$TS_TOOLS${tags:+-loopback}"
+		# Built without captive-portal detection and port mapping: both would
+		# reach past loopback (Tailscale's own generate_204 URLs, the LAN
+		# gateway) and neither is under test. One tag set for all four tools
+		# lets them share compiled packages (a cold build compiles the tree once).
+		local tags="ts_omit_captiveportal,ts_omit_portmapper"
+		dir="$GO_TOOLS_DIR/tailscale-$TS_TOOLS-loopback"
 		out="$dir/$name"
 		if [ ! -x "$out" ]; then
 			log "building $name@$TS_TOOLS (first run only)"
 			mkdir -p "$dir"
-			GOBIN="$dir" go install ${tags:+-tags "$tags"} "tailscale.com/cmd/$name@$TS_TOOLS" >"$WORK/build-$name.log" 2>&1 ||
+			GOBIN="$dir" go install -tags "$tags" "tailscale.com/cmd/$name@$TS_TOOLS" >"$WORK/build-$name.log" 2>&1 ||
 				{ cat "$WORK/build-$name.log" >&2; return 1; }
 		fi
 		;;
