@@ -11,6 +11,11 @@
 #        with InsecureForTests.
 
 TAILNET_TRANSFER_BYTES=$((10 * 1024 * 1024))
+# An address (TEST-NET-3) this host does not have: netcheck's UDP sockets
+# fail to bind to it, which is how "UDP unusable" is simulated. If some host
+# does have it, the socket is bound to a non-loopback address and its STUN
+# packets to 127.0.0.1 are dropped by the kernel, which blocks UDP too.
+TAILNET_UNBINDABLE=203.0.113.77
 
 # tailnet_derpmap_yaml: headscale reads this with a YAML decoder straight into
 # tailcfg.DERPMap, so keys are the Go field names in lower case.
@@ -245,7 +250,7 @@ EOF
 	ok*) record "$label" "netcheck: region latency via STUN" pass "${out#ok }" ;;
 	*) record "$label" "netcheck: region latency via STUN" fail "${out#bad }" ;;
 	esac
-	nc_https="$(TS_DEBUG_NETCHECK_UDP_BIND=192.0.2.1:0 timeout 60 "${t1[@]}" netcheck --format=json 2>"$dir/netcheck-https.err")"
+	nc_https="$(TS_DEBUG_NETCHECK_UDP_BIND="$TAILNET_UNBINDABLE:0" timeout 60 "${t1[@]}" netcheck --format=json 2>"$dir/netcheck-https.err")"
 	echo "$nc_https" >"$dir/netcheck-https.json"
 	out="$(python3 - "$dir/netcheck-https.json" <<'EOF'
 import json, sys
