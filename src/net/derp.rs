@@ -41,6 +41,9 @@ const MESH_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_WRITE_BATCH: usize = 128 << 10;
 /// Buffers larger than this are released after use, so an idle client holds little memory.
 const IDLE_BUFFER_KEEP: usize = 4 << 10;
+/// Frames a reader handles before it yields to the other tasks on its thread. Per frame
+/// costs throughput (every packet would leave in its own write); never starves the writers.
+const FRAMES_PER_YIELD: u32 = 32;
 /// Chunk used to discard the payload of frames we skip.
 const SKIP_CHUNK: usize = 2048;
 
@@ -288,6 +291,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     mut limiter: ReadLimiter,
 ) -> std::io::Result<()> {
     let mut payload: Vec<u8> = Vec::new();
+    let mut frames_since_yield: u32 = 0;
     loop {
         let mut header = [0u8; HEADER_LEN];
         reader.read_exact(&mut header).await?;
@@ -324,6 +328,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
         result.map_err(protocol_error)?;
         if payload.capacity() > IDLE_BUFFER_KEEP {
             payload = Vec::new();
+        }
+        // A socket that always has data never makes this task wait: yield now and then so
+        // a flooding sender cannot starve the writers and other clients on its thread.
+        frames_since_yield = frames_since_yield.saturating_add(1);
+        if frames_since_yield >= FRAMES_PER_YIELD {
+            frames_since_yield = 0;
+            smol::future::yield_now().await;
         }
     }
 }
