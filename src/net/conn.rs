@@ -127,7 +127,9 @@ async fn handle_connection(server: Arc<Server>, stream: TcpStream, peer: SocketA
         let mut metrics = server.metrics();
         metrics.tls_handshakes = metrics.tls_handshakes.saturating_add(1);
     }
-    serve_https(server, tls_stream, tcp, peer).await;
+    // Boxed: passed by value, the TLS stream (~1.3 KB of rustls state) would be reserved
+    // inline at every level of this connection's task for its whole life.
+    serve_https(server, Box::new(tls_stream), tcp, peer).await;
 }
 
 /// Routes one request on the DERP listener: `/derp` upgrades become DERP connections,

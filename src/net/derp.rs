@@ -44,7 +44,8 @@ const IDLE_BUFFER_KEEP: usize = 4 << 10;
 /// Frames a reader handles before it yields to the other tasks on its thread. Per frame
 /// costs throughput (every packet would leave in its own write); never starves the writers.
 const FRAMES_PER_YIELD: u32 = 32;
-/// Chunk used to discard the payload of frames we skip.
+/// Chunk used to discard the payload of frames we skip; allocated only while skipping,
+/// since an array in the future would be part of every connection's task.
 const SKIP_CHUNK: usize = 2048;
 
 /// Why a DERP connection ended during the handshake; the label goes to the metrics.
@@ -341,7 +342,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 /// Discards `len` payload bytes without buffering them.
 async fn skip<R: AsyncRead + Unpin>(reader: &mut R, mut len: u64) -> std::io::Result<()> {
-    let mut sink = [0u8; SKIP_CHUNK];
+    let mut sink = vec![0u8; SKIP_CHUNK];
     while len > 0 {
         let want = usize::try_from(len).unwrap_or(SKIP_CHUNK).min(SKIP_CHUNK);
         let chunk = sink.get_mut(..want).unwrap_or(&mut []);
