@@ -9,7 +9,7 @@
 # Environment: REPS (default 3), PAIRS (default "5 20 50 100"), WINDOW (32),
 # OPEN_LOOP_PAIRS (default 20; "" skips the open-loop run), IDLE_STEPS
 # (default 1000,2000,3000,4000,5000), DURATION (measured seconds, default 8),
-# TINYDERP_BIN (a prebuilt tinyderp), SKIP_DERPER=1 (tinyderp only), SKIP_CALLGRIND=1 (no valgrind counts), SERVER_CORE / LOAD_CORE (0 / 1),
+# TINYDERP_BIN (a prebuilt tinyderp), TINYDERP_STATIC_BIN (a static build: idle RSS too), SKIP_DERPER=1 (tinyderp only), SKIP_CALLGRIND=1 (no valgrind counts), SERVER_CORE / LOAD_CORE (0 / 1),
 # SAVE_RAW=FILE (keep the raw JSON lines, e.g. of a smoke run).
 set -euo pipefail
 
@@ -143,6 +143,11 @@ d["load1"]=float(open("/proc/loadavg").read().split()[0]); print(json.dumps(d))'
 }
 
 rss_now() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
+rss_json() {
+    awk '/^VmRSS:/ {r=$2} /^RssAnon:/ {a=$2} /^RssFile:/ {f=$2}
+        END {printf "{\"scenario\":\"idle_rss\",\"rss_kib\":%d,\"rss_anon_kib\":%d,\"rss_file_kib\":%d}", r, a, f}' \
+        "/proc/$SERVER_PID/status"
+}
 
 # ---- scenarios -------------------------------------------------------------------
 scenario_round() {
@@ -150,7 +155,7 @@ scenario_round() {
     log "[$rep] $server: idle RSS"
     start_server "$server"
     sleep 2
-    record "$server" "$rep" "{\"scenario\":\"idle_rss\",\"rss_kib\":$(rss_now)}"
+    record "$server" "$rep" "$(rss_json)"
     log "[$rep] $server: idle clients $IDLE_STEPS"
     out="$(load idle --steps "$IDLE_STEPS" --settle 2 --concurrency 32)"
     record "$server" "$rep" "$out"
@@ -234,6 +239,20 @@ if [ "${SKIP_CALLGRIND:-0}" != 1 ] && command -v valgrind >/dev/null; then
         b="$(instr_run "$server" rb relay --pairs 2 --size 1400 --packets "$PKTS_B" --window 16 \
             --warmup 0 --duration 300 --probe-rate 0 --quiet)"
         record "$server" 0 "{\"scenario\":\"instr_relay\",\"a\":$a,\"b\":$b,\"packets\":$((2 * (PKTS_B - PKTS_A))),\"size\":1400}"
+    done
+fi
+
+# ---- idle RSS of a statically linked tinyderp (the router build links libc statically) ----
+if [ -n "${TINYDERP_STATIC_BIN:-}" ] && [ -x "$TINYDERP_STATIC_BIN" ]; then
+    for rep in $(seq 1 "$REPS"); do
+        log "[$rep] tinyderp (static): idle RSS"
+        saved="$TINYDERP"
+        TINYDERP="$TINYDERP_STATIC_BIN"
+        start_server tinyderp
+        sleep 2
+        record tinyderp_static "$rep" "$(rss_json)"
+        stop_server
+        TINYDERP="$saved"
     done
 fi
 
