@@ -29,8 +29,10 @@ stage_rust() {
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
     cargo fmt --all -- --check &&
         cargo clippy --all-targets --locked -- -D warnings &&
+        cargo clippy --all-targets --locked --features https-admission -- -D warnings &&
         cargo build --release --locked &&
-        cargo test --locked
+        cargo test --locked &&
+        cargo test --locked --features https-admission --lib --test admission
 }
 
 declare -A results seconds

@@ -72,25 +72,38 @@ pub struct AdmitContext {
     /// Bounds remote checks running at once.
     pub slots: CheckSlots,
     /// TLS client for an https:// URL; `None` for http:// or no URL.
+    #[cfg(feature = "https-admission")]
     pub url_tls: Option<futures_rustls::TlsConnector>,
 }
+
+/// Why an https:// admission URL is refused in a build without the `https-admission` feature.
+pub const HTTPS_ADMISSION_DISABLED: &str = "https:// admission URLs need tinyderp built with \
+    the https-admission cargo feature (it adds about 150 KiB); use an http:// URL, for example \
+    a controller on the router or reached through the tailnet";
 
 impl AdmitContext {
     /// Prepares the context for `policy`; fails when the CA file of an https:// URL
     /// cannot be read or holds no usable certificate.
     pub fn new(policy: &AdmitPolicy) -> Result<AdmitContext, String> {
+        #[cfg(feature = "https-admission")]
         let url_tls = match (&policy.url, &policy.url_ca_file) {
             (Some(url), Some(ca_file)) if url.tls => Some(tls_connector(ca_file)?),
             _ => None,
         };
+        #[cfg(not(feature = "https-admission"))]
+        if policy.url.as_ref().is_some_and(|url| url.tls) {
+            return Err(HTTPS_ADMISSION_DISABLED.to_string());
+        }
         Ok(AdmitContext {
             slots: check_slots(),
+            #[cfg(feature = "https-admission")]
             url_tls,
         })
     }
 }
 
 /// A TLS client trusting the PEM certificates in `ca_file` (ring provider, TLS 1.2+).
+#[cfg(feature = "https-admission")]
 pub fn tls_connector(ca_file: &std::path::Path) -> Result<futures_rustls::TlsConnector, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
@@ -406,6 +419,15 @@ pub async fn decide(
             let stream = smol::net::TcpStream::connect((url.host.as_str(), url.port))
                 .await
                 .map_err(|err| Unreachable(format!("cannot connect: {err}")))?;
+            #[cfg(not(feature = "https-admission"))]
+            {
+                let _ = context;
+                if url.tls {
+                    return Err(Unreachable(HTTPS_ADMISSION_DISABLED.to_string()));
+                }
+                exchange(stream, &request, MAX_ADMISSION_RESPONSE).await
+            }
+            #[cfg(feature = "https-admission")]
             match (url.tls, &context.url_tls) {
                 (false, _) => exchange(stream, &request, MAX_ADMISSION_RESPONSE).await,
                 (true, Some(connector)) => {
@@ -1005,6 +1027,7 @@ mod tests {
         };
         let slots = AdmitContext {
             slots: smol::lock::Semaphore::new(0),
+            #[cfg(feature = "https-admission")]
             url_tls: None,
         };
         let started = Instant::now();
@@ -1055,6 +1078,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "https-admission")]
     fn ca_file_problems_are_clear() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("none.pem");

@@ -191,9 +191,10 @@ pub struct Flags {
     #[argh(option, arg_name = "PATH")]
     pub socket: Option<String>,
 
-    /// ask this http:// or https:// URL whether to admit each node: a POST of
+    /// ask this http:// URL whether to admit each node: a POST of
     /// {"NodePublic":"nodekey:...","Source":"IP"}, admitted only on status 200 with
-    /// {"Allow":true}, 5s timeout. Default none.
+    /// {"Allow":true}, 5s timeout (https:// needs a build with the https-admission
+    /// feature). Default none.
     #[argh(option, arg_name = "URL")]
     pub verify_client_url: Option<String>,
 
@@ -1132,21 +1133,26 @@ mod tests {
         assert!(!admit.url_fail_open);
         assert!(admit.log_refused_keys);
         assert_eq!(admit.url_ca_file, None);
-        let config = serve(&["--verify-client-url", "https://admit.example/x"]);
-        assert_eq!(
-            config.admit.url_ca_file.as_deref().and_then(|p| p.to_str()),
-            Some(crate::admit::DEFAULT_CA_FILE)
-        );
-        let config = serve(&[
-            "--verify-client-url",
-            "https://admit.example/x",
-            "--verify-client-url-ca",
-            "/etc/my-ca.pem",
-        ]);
-        assert_eq!(
-            config.admit.url_ca_file.as_deref().and_then(|p| p.to_str()),
-            Some("/etc/my-ca.pem")
-        );
+        if cfg!(feature = "https-admission") {
+            let config = serve(&["--verify-client-url", "https://admit.example/x"]);
+            assert_eq!(
+                config.admit.url_ca_file.as_deref().and_then(|p| p.to_str()),
+                Some(crate::admit::DEFAULT_CA_FILE)
+            );
+            let config = serve(&[
+                "--verify-client-url",
+                "https://admit.example/x",
+                "--verify-client-url-ca",
+                "/etc/my-ca.pem",
+            ]);
+            assert_eq!(
+                config.admit.url_ca_file.as_deref().and_then(|p| p.to_str()),
+                Some("/etc/my-ca.pem")
+            );
+        } else {
+            let line = error(&["--verify-client-url", "https://admit.example/x"]);
+            assert!(line.contains("https-admission cargo feature"), "{line}");
+        }
         let config = serve(&["--verify-clients", "--socket", "/run/ts.sock"]);
         assert_eq!(
             config

@@ -36,7 +36,7 @@
 //! | `--allowed-key nodekey:HEX` (`list allowed_key`) | a node key admitted without other checks (repeatable) |
 //! | `--verify-clients` (`verify_clients`) | admit nodes the local tailscaled knows (LocalAPI whois) |
 //! | `--socket PATH` (`socket`) | tailscaled's LocalAPI socket |
-//! | `--verify-client-url URL` (`verify_client_url`) | POST each node key to this http:// or https:// URL; only `{"Allow":true}` admits |
+//! | `--verify-client-url URL` (`verify_client_url`) | POST each node key to this http:// URL (https:// with the `https-admission` build feature); only `{"Allow":true}` admits |
 //! | `--verify-client-url-ca FILE` (`verify_client_url_ca`) | trusted CAs (PEM) for an https:// URL |
 //! | `--verify-client-url-fail-open BOOL` (`verify_client_url_fail_open`) | admit when that URL is unreachable |
 //! | `--log-refused-keys` (`log_refused_keys`) | learn mode: log refused keys ready to paste into the allowlist |
@@ -389,6 +389,12 @@ fn parse_admit(flags: &Flags) -> Result<AdmitPolicy, ConfigError> {
         ),
         None => None,
     };
+    if !cfg!(feature = "https-admission") && url.as_ref().is_some_and(|url| url.tls) {
+        return Err(ConfigError::new(
+            "--verify-client-url",
+            crate::admit::HTTPS_ADMISSION_DISABLED.to_string(),
+        ));
+    }
     let url_fail_open = match given(&flags.verify_client_url_fail_open) {
         None => true,
         Some(text) => parse_go_bool(text).ok_or_else(|| {

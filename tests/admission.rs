@@ -79,6 +79,7 @@ fn fake_localapi(path: &std::path::Path, answer: Answer) -> Seen {
 }
 
 /// A fake admission controller on 127.0.0.1 speaking TLS with `cert`; returns its URL.
+#[cfg(feature = "https-admission")]
 fn fake_tls_controller(
     cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
     answer: Answer,
@@ -556,6 +557,7 @@ fn a_hung_controller_delays_only_its_own_client() {
 }
 
 #[test]
+#[cfg(feature = "https-admission")]
 fn verify_client_url_over_https_with_a_private_ca() {
     let cert = rcgen::generate_simple_self_signed(vec![String::from("localhost")]).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -896,4 +898,31 @@ fn verify_clients_admits_tailnet_nodes_through_real_tailscaled() {
             "tinyderp_clients_refused_total{reason=\"tailscaled_unknown\"} "
         ) >= 1
     );
+}
+
+#[test]
+#[cfg(not(feature = "https-admission"))]
+fn https_admission_url_needs_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = common::run_tinyderp(&[
+        "--verify-client-url",
+        "https://localhost:1/admit",
+        "--state-dir",
+        dir.path().to_str().unwrap(),
+        "-a",
+        &format!("127.0.0.1:{}", free_tcp_port("127.0.0.1")),
+        "--stun-port",
+        "-1",
+    ]);
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "a usage error, caught before any file is written: {stderr}"
+    );
+    assert!(
+        stderr.contains("--verify-client-url") && stderr.contains("https-admission"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(!dir.path().join("derper.key").exists());
 }
