@@ -19,7 +19,7 @@ use smol::net::TcpStream;
 
 use crate::admit::{self, Refusal};
 use crate::proto::frame::{self, FrameHeader, FrameType, PayloadPlan, HEADER_LEN};
-use crate::proto::handshake::{self, ClientInfo};
+use crate::proto::handshake::{self, ClientInfo, SharedBox};
 use crate::proto::http::{self as http_proto, RequestHead};
 use crate::proto::key::PublicKey;
 use crate::relay::{ConnId, ConnParams};
@@ -85,7 +85,7 @@ pub(crate) async fn serve<S>(
         Ok(handshake(&server, &mut reader, &mut writer, &head).await)
     })
     .await;
-    let (client_key, info) = match login {
+    let (client_key, info, shared_box) = match login {
         Ok(Ok(login)) => login,
         Ok(Err(failure)) => return log_failure(&server, peer, failure),
         Err(err) => return log_failure(&server, peer, HandshakeFailure::io(err)),
@@ -160,11 +160,10 @@ pub(crate) async fn serve<S>(
         server.config.tcp_write_timeout
     };
     let mut info_frame = Vec::new();
-    let sent_info =
-        match handshake::encode_server_info(&mut info_frame, &server.secret, &client_key) {
-            Ok(()) => write_all_flush(&mut writer, &info_frame, write_timeout).await,
-            Err(err) => Err(protocol_error(err)),
-        };
+    let sent_info = match handshake::encode_server_info_with(&mut info_frame, &shared_box) {
+        Ok(()) => write_all_flush(&mut writer, &info_frame, write_timeout).await,
+        Err(err) => Err(protocol_error(err)),
+    };
 
     if sent_info.is_ok() {
         let outcome = read_loop(&server, id, &mut reader, ReadLimiter::new(is_mesh))
@@ -199,7 +198,7 @@ async fn handshake<R, W>(
     reader: &mut R,
     writer: &mut W,
     head: &RequestHead,
-) -> Result<(PublicKey, ClientInfo), HandshakeFailure>
+) -> Result<(PublicKey, ClientInfo, SharedBox), HandshakeFailure>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -238,7 +237,7 @@ where
     with_deadline(HANDSHAKE_STEP_TIMEOUT, reader.read_exact(&mut payload))
         .await
         .map_err(HandshakeFailure::io)?;
-    handshake::open_client_info(&server.secret, &payload).map_err(|err| HandshakeFailure {
+    handshake::open_client_info_box(&server.secret, &payload).map_err(|err| HandshakeFailure {
         reason: err.reason(),
         detail: err.to_string(),
     })
