@@ -57,9 +57,10 @@ log "building tinyderp (release) and derp-load"
 if [ -z "${TINYDERP_BIN:-}" ]; then
     (cd "$ROOT" && cargo build --release --quiet)
 fi
-cargo build --release --quiet --manifest-path "$HERE/Cargo.toml"
-TINYDERP="${TINYDERP_BIN:-$ROOT/target/release/tinyderp}"
-LOAD="$HERE/target/release/derp-load"
+BENCH_TARGET="${BENCH_TARGET_DIR:-$HERE/target}"
+CARGO_TARGET_DIR="$BENCH_TARGET" cargo build --release --quiet --manifest-path "$HERE/Cargo.toml"
+TINYDERP="${TINYDERP_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tinyderp}"
+LOAD="$BENCH_TARGET/release/derp-load"
 DERPER=""
 if [ "${SKIP_DERPER:-0}" != 1 ]; then
     log "building upstream derper (cached after the first time)"

@@ -15,7 +15,7 @@ export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
 log_dir="${TEST_LOG_DIR:-$HOME/.cache/tinyderp/test-logs}"
 mkdir -p "$log_dir"
 
-all_stages=(rust)
+all_stages=(rust router interop bench)
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=("${all_stages[@]}")
 
@@ -33,6 +33,48 @@ stage_rust() {
         cargo build --release --locked &&
         cargo test --locked &&
         cargo test --locked --features https-admission --lib --test admission
+}
+
+apt_updated=0
+# Installs Debian packages that are missing (CI machines start fresh).
+apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$apt_updated" -eq 0 ]; then
+        apt-get update -qq >/dev/null && apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade "${missing[@]}" >/dev/null
+}
+
+# Router: static musl binaries for the five OpenWrt targets (toolchain installed by
+# cross/build.sh, size budget enforced), .ipk/.apk packages, each binary under qemu-user
+# serving the integration tests, then the package and init-script tests.
+stage_router() {
+    apt_install busybox python3 &&
+        bash cross/build.sh all &&
+        bash openwrt/package.sh all &&
+        bash cross/smoke.sh &&
+        bash tests/package/run.sh
+}
+
+# Upstream Tailscale code against tinyderp: derphttp clients at three releases,
+# derpprobe, and a headscale tailnet of two tailscaled (tools built once, cached).
+stage_interop() {
+    apt_install curl openssl python3 &&
+        cargo build --release --locked &&
+        TINYDERP_BIN="$CARGO_TARGET_DIR/release/tinyderp" bash tests/interop/run.sh
+}
+
+# The benchmark harness against tinyderp and upstream derper, short: checks that it
+# works, not timings (the README's figures come from a full bench/run.sh).
+stage_bench() {
+    apt_install valgrind python3 util-linux &&
+        cargo build --release --locked &&
+        BENCH_TARGET_DIR="$HOME/.cache/tinyderp/bench-target" \
+            TINYDERP_BIN="$CARGO_TARGET_DIR/release/tinyderp" bash bench/run.sh --smoke
 }
 
 declare -A results seconds
