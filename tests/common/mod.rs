@@ -166,6 +166,11 @@ impl TestServer {
         log[start..start + "sha256-raw:".len() + 64].to_string()
     }
 
+    /// The server's process id (for /proc/PID/status, fd and CPU readings).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Sends a signal to the server process.
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = self.child.as_ref().expect("running").id();
