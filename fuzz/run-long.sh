@@ -2,7 +2,7 @@
 # Long fuzz campaign: each target until FUZZ_RUNS executions (default 10 million) or
 # FUZZ_MAX_SECONDS (default 1800), JOBS targets at a time (default 2). Logs go to
 # fuzz/logs/TARGET.log; a Markdown table of the final figures is printed at the end
-# (paste it into fuzz/RESULTS.md).
+# (paste it into fuzz/RESULTS.md). `run-long.sh --table` prints the table of the logs only.
 set -eu
 cd "$(dirname "$0")"
 toolchain="${FUZZ_TOOLCHAIN:-nightly}"
@@ -11,6 +11,9 @@ max_seconds="${FUZZ_MAX_SECONDS:-1800}"
 jobs="${JOBS:-2}"
 if [ "${1:-}" = "--one" ]; then
     targets="$2"
+elif [ "${1:-}" = "--table" ]; then
+    # Only print the table for the targets that have a log.
+    targets="$(ls logs 2>/dev/null | sed -n 's/\.log$//p')"
 elif [ "$#" -gt 0 ]; then
     targets="$*"
 else
@@ -25,9 +28,11 @@ if [ "${1:-}" = "--one" ]; then
         -print_final_stats=1 >"logs/$target.log" 2>&1 || true
     exit 0
 fi
+if [ "${1:-}" != "--table" ]; then
 cargo "+$toolchain" fuzz build
 # A pool of JOBS runners; targets start in the order given (put the slow ones first).
 printf '%s\n' $targets | xargs -P "$jobs" -I{} "$0" --one {}
+fi
 
 echo "| target | executions | seconds | exec/s | coverage (cov) | features (ft) | corpus | crashes |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"

@@ -33,20 +33,26 @@ done
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 cp -r Cargo.toml Cargo.lock src "$scratch/"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/lint-proof"
+# Same target dir: the dependencies are reused, only the scratch crate is checked.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+# Each planted line (after the "|") must be rejected by the lint named before the "|".
 for module in proto relay; do
-    for plant in \
-        'pub fn planted(input: &[u8]) -> u8 { input[0] }' \
-        'pub fn planted(input: &[u8]) -> u8 { *input.first().unwrap() }' \
-        'pub fn planted(input: &[u8]) -> u8 { input.len() as u8 + 1 }' \
-        'pub fn planted(input: &[u8]) -> u8 { if input.is_empty() { panic!("empty") } 0 }'; do
+    for case in \
+        'indexing_slicing|pub fn planted(input: &[u8]) -> u8 { input[0] }' \
+        'unwrap_used|pub fn planted(input: &[u8]) -> u8 { *input.first().unwrap() }' \
+        'expect_used|pub fn planted(input: &[u8]) -> u8 { *input.first().expect("one") }' \
+        'arithmetic_side_effects|pub fn planted(input: &[u8]) -> u8 { input.len() as u8 + 1 }' \
+        'panic|pub fn planted(input: &[u8]) -> u8 { if input.is_empty() { panic!("empty") } 0 }'; do
+        lint="${case%%|*}"
+        plant="${case#*|}"
         cp "src/$module/mod.rs" "$scratch/src/$module/mod.rs"
         printf '\n/// Planted lint violation.\n%s\n' "$plant" >>"$scratch/src/$module/mod.rs"
-        if (cd "$scratch" && cargo clippy --lib --quiet -- -D warnings >/dev/null 2>&1); then
-            echo "src/$module: clippy accepted: $plant" >&2
-            status=1
+        output=$(cd "$scratch" && cargo clippy --lib --quiet -- -D warnings 2>&1 || true)
+        if printf '%s\n' "$output" | grep -q "clippy::$lint"; then
+            echo "src/$module: clippy::$lint rejects: $plant"
         else
-            echo "src/$module: rejected as it should: $plant"
+            echo "src/$module: clippy::$lint did not fire on: $plant" >&2
+            status=1
         fi
     done
     cp "src/$module/mod.rs" "$scratch/src/$module/mod.rs"
