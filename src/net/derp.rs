@@ -8,7 +8,7 @@
 //! loops.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,44 @@ const FRAMES_PER_YIELD: u32 = 32;
 /// Chunk used to discard the payload of frames we skip; allocated only while skipping,
 /// since an array in the future would be part of every connection's task.
 const SKIP_CHUNK: usize = 2048;
+
+/// ClientInfo frames up to this size are read without drawing on the budget below: real
+/// ones are about 200 bytes (a mesh key, a version and two flags, sealed).
+const SMALL_CLIENT_INFO: usize = 4 << 10;
+/// Server-wide bytes that larger ClientInfo frames (upstream allows up to 256 KiB each)
+/// may hold while they are read. Without it, a few hundred connections each announcing
+/// 256 KiB and sending it hold hundreds of MiB before any of them has logged in, more
+/// than a router has. Legitimate clients stay under [`SMALL_CLIENT_INFO`] and are never
+/// refused for it.
+const LARGE_CLIENT_INFO_BUDGET: usize = 4 << 20;
+
+/// Bytes of [`LARGE_CLIENT_INFO_BUDGET`] in use (one server per process).
+static LARGE_CLIENT_INFO_IN_USE: AtomicUsize = AtomicUsize::new(0);
+
+/// A share of [`LARGE_CLIENT_INFO_BUDGET`], given back when dropped.
+struct LargeClientInfo(usize);
+
+impl LargeClientInfo {
+    /// Takes `len` bytes of the budget, or `None` if that would overspend it.
+    fn reserve(len: usize) -> Option<LargeClientInfo> {
+        LARGE_CLIENT_INFO_IN_USE
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                used.checked_add(len)
+                    .filter(|total| *total <= LARGE_CLIENT_INFO_BUDGET)
+            })
+            .ok()
+            .map(|_| LargeClientInfo(len))
+    }
+}
+
+impl Drop for LargeClientInfo {
+    fn drop(&mut self) {
+        let len = self.0;
+        let _ = LARGE_CLIENT_INFO_IN_USE.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+            Some(used.saturating_sub(len))
+        });
+    }
+}
 
 /// Why a DERP connection ended during the handshake; the label goes to the metrics.
 struct HandshakeFailure {
@@ -233,6 +271,18 @@ where
             detail: format!("ClientInfo of {len} bytes"),
         });
     }
+    let _reservation = if len > SMALL_CLIENT_INFO {
+        Some(
+            LargeClientInfo::reserve(len).ok_or_else(|| HandshakeFailure {
+                reason: "client_info_budget",
+                detail: format!(
+                    "ClientInfo of {len} bytes while the budget for large ones is spent"
+                ),
+            })?,
+        )
+    } else {
+        None
+    };
     let mut payload = vec![0u8; len];
     with_deadline(HANDSHAKE_STEP_TIMEOUT, reader.read_exact(&mut payload))
         .await
@@ -465,6 +515,23 @@ mod tests {
         let mut other = [7u8; 32];
         other[31] = 8;
         assert!(!constant_time_eq(&[7; 32], &other));
+    }
+
+    #[test]
+    fn large_client_info_budget_is_shared_and_given_back() {
+        let first = LargeClientInfo::reserve(LARGE_CLIENT_INFO_BUDGET - 100).unwrap();
+        assert!(LargeClientInfo::reserve(101).is_none(), "budget overspent");
+        let second = LargeClientInfo::reserve(100).unwrap();
+        assert!(LargeClientInfo::reserve(1).is_none());
+        drop(first);
+        drop(second);
+        let whole = LargeClientInfo::reserve(LARGE_CLIENT_INFO_BUDGET).unwrap();
+        drop(whole);
+        assert!(
+            LargeClientInfo::reserve(usize::MAX).is_none(),
+            "overflow must refuse"
+        );
+        assert_eq!(LARGE_CLIENT_INFO_IN_USE.load(Ordering::SeqCst), 0);
     }
 
     #[test]
