@@ -330,8 +330,11 @@ fn check_stall_rounds<T>(what: &str, round: impl Fn(&TestServer) -> (Vec<T>, usi
         let started = Instant::now();
         let (stalled, peak_fds) = round(&server);
         let peak_rss = rss_kib(pid);
+        // On a loaded machine opening them all can take longer than the server's 10 s
+        // deadline, so the first may be gone before the last arrive; that every one of
+        // them stalled and timed out is checked through the counters by the caller.
         assert!(
-            peak_fds >= base_fds + STALLED_CONNECTIONS / 2,
+            peak_fds >= base_fds + STALLED_CONNECTIONS / 10,
             "{what}: the server never held the stalled connections (peak {peak_fds} fds)"
         );
         let freed = wait_until(STALL_RELEASE_TIMEOUT, || open_fds(pid) <= base_fds);
@@ -596,6 +599,71 @@ fn frames_beyond_every_limit_close_the_sender() {
         1
     );
     assert_serving(&server);
+}
+
+#[test]
+fn large_client_infos_cannot_hold_unbounded_memory() {
+    /// Connections that each announce and send a maximal (256 KiB) ClientInfo.
+    const CONNECTIONS: usize = 200;
+    /// Allowed server growth while they are pending: the 4 MiB budget for large
+    /// ClientInfos plus TLS state of the connections. Without the budget they hold 50 MiB.
+    const GROWTH_KIB: u64 = 16 << 10;
+    raise_fd_limit();
+    let server = TestServer::start(&[]);
+    let pid = server.pid();
+    assert_serving(&server);
+    let base_rss = rss_kib(pid);
+    let len = frame::MAX_CLIENT_INFO_LEN;
+    let mut held = Vec::new();
+    let mut peak_rss = base_rss;
+    smol::block_on(async {
+        for _ in 0..CONNECTIONS / 50 {
+            let tasks: Vec<_> = (0..50)
+                .map(|_| {
+                    let addr = server.derp_addr;
+                    smol::spawn(async move {
+                        let mut tls = tls_connect(&connector(), addr).await.expect("tls");
+                        tls.write_all(&upgrade_request("localhost", true))
+                            .await
+                            .expect("upgrade");
+                        tls.flush().await.expect("flush");
+                        let mut server_key = [0u8; HEADER_LEN + 40];
+                        tls.read_exact(&mut server_key).await.expect("ServerKey");
+                        // All but the last byte: the server waits for it while holding the rest.
+                        let mut bytes = vec![FrameType::ClientInfo as u8];
+                        bytes.extend_from_slice(&(len as u32).to_be_bytes());
+                        bytes.resize(HEADER_LEN + len - 1, 0x33);
+                        let _ = tls.write_all(&bytes).await;
+                        let _ = tls.flush().await;
+                        tls
+                    })
+                })
+                .collect();
+            for task in tasks {
+                held.push(task.await);
+            }
+            peak_rss = peak_rss.max(rss_kib(pid));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    peak_rss = peak_rss.max(rss_kib(pid));
+    // A real client still logs in while they are pending.
+    assert_serving(&server);
+    eprintln!("{CONNECTIONS} x 256 KiB ClientInfo pending: rss {base_rss} -> {peak_rss} KiB");
+    assert!(
+        peak_rss <= base_rss + GROWTH_KIB,
+        "pending ClientInfos grew the server from {base_rss} to {peak_rss} KiB"
+    );
+    let text = varz(&server);
+    let refused = metric(
+        &text,
+        "tinyderp_derp_handshake_failures_total{reason=\"client_info_budget\"}",
+    );
+    assert!(
+        refused >= (CONNECTIONS - 16) as u64,
+        "only {refused} large ClientInfos refused:\n{text}"
+    );
+    drop(held);
 }
 
 #[test]
