@@ -694,7 +694,7 @@ fn client_info_whose_box_does_not_open_is_refused() {
             Box::new(move |_| {
                 let client = SecretKey::generate().unwrap();
                 let mut payload = client.public_key().as_bytes().to_vec();
-                payload.extend(handshake::seal_random(&client, &wrong_server, &json));
+                payload.extend(handshake::seal_random(&client, &wrong_server, &json).unwrap());
                 payload
             })
         }),
@@ -705,7 +705,7 @@ fn client_info_whose_box_does_not_open_is_refused() {
                 let client = SecretKey::generate().unwrap();
                 let other = SecretKey::generate().unwrap().public_key();
                 let mut payload = other.as_bytes().to_vec();
-                payload.extend(handshake::seal_random(&client, server_key, &json));
+                payload.extend(handshake::seal_random(&client, server_key, &json).unwrap());
                 payload
             })
         }),
@@ -714,7 +714,7 @@ fn client_info_whose_box_does_not_open_is_refused() {
             Box::new(move |server_key| {
                 let client = SecretKey::generate().unwrap();
                 let mut payload = vec![0u8; 32];
-                payload.extend(handshake::seal_random(&client, server_key, &json));
+                payload.extend(handshake::seal_random(&client, server_key, &json).unwrap());
                 payload
             })
         }),
@@ -723,11 +723,8 @@ fn client_info_whose_box_does_not_open_is_refused() {
             Box::new(|server_key| {
                 let client = SecretKey::generate().unwrap();
                 let mut payload = client.public_key().as_bytes().to_vec();
-                payload.extend(handshake::seal_random(
-                    &client,
-                    server_key,
-                    b"{\"version\":",
-                ));
+                payload
+                    .extend(handshake::seal_random(&client, server_key, b"{\"version\":").unwrap());
                 payload
             }),
         ),
