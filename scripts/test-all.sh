@@ -64,9 +64,16 @@ stage_router() {
 # Upstream Tailscale code against tinyderp: derphttp clients at three releases,
 # derpprobe, and a headscale tailnet of two tailscaled (tools built once, cached).
 stage_interop() {
+    local tools="$HOME/.cache/tinyderp/interop/tools"
     apt_install curl openssl python3 &&
         cargo build --release --locked &&
-        TINYDERP_BIN="$CARGO_TARGET_DIR/release/tinyderp" bash tests/interop/run.sh
+        TINYDERP_BIN="$CARGO_TARGET_DIR/release/tinyderp" bash tests/interop/run.sh &&
+        # --verify-clients against the real tailscaled that run.sh built: a logged-out one,
+        # then a headscale tailnet whose nodes are admitted and an outside key refused.
+        TINYDERP_TAILSCALED="$tools/tailscale-v1.102.5-loopback/tailscaled" \
+            TINYDERP_TS_TOOLS="$tools/tailscale-v1.102.5-loopback" \
+            TINYDERP_HEADSCALE="$tools/headscale-v0.29.3/headscale" \
+            cargo test --locked --test admission -- --ignored
 }
 
 # The benchmark harness against tinyderp and upstream derper, short: checks that it
