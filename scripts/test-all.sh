@@ -15,7 +15,7 @@ export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
 log_dir="${TEST_LOG_DIR:-$HOME/.cache/tinyderp/test-logs}"
 mkdir -p "$log_dir"
 
-all_stages=(rust router interop bench)
+all_stages=(rust router interop bench fuzz soak)
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=("${all_stages[@]}")
 
@@ -83,6 +83,18 @@ stage_bench() {
         cargo build --release --locked &&
         BENCH_TARGET_DIR="$HOME/.cache/tinyderp/bench-target" \
             TINYDERP_BIN="$CARGO_TARGET_DIR/release/tinyderp" bash bench/run.sh --smoke
+}
+
+# Every decoder and the relay state machine under libFuzzer for 20 s each (nightly
+# toolchain; cargo-fuzz installed when missing).
+stage_fuzz() {
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+    bash fuzz/ci.sh
+}
+
+# 2,000 clients churning for 60 s; RSS must stay within 10 % of its plateau.
+stage_soak() {
+    SOAK_OUT="$log_dir/soak" sh scripts/soak.sh
 }
 
 declare -A results seconds
