@@ -76,22 +76,7 @@ fn oversized_packet_closes_the_sender_only() {
     frame.extend_from_slice(b_key.as_bytes());
     frame.extend_from_slice(&vec![0u8; 65537]);
     let _ = smol::block_on(a.send_raw(&frame));
-    let ended = smol::block_on(async {
-        smol::future::FutureExt::or(
-            async {
-                loop {
-                    if a.recv().await.is_err() {
-                        return true;
-                    }
-                }
-            },
-            async {
-                smol::Timer::after(Duration::from_secs(5)).await;
-                false
-            },
-        )
-        .await
-    });
+    let ended = common::closed_within(&mut a, Duration::from_secs(5));
     assert!(
         ended,
         "server must close a client that sends more than 64 KiB"
@@ -317,22 +302,7 @@ fn mesh_watcher_sees_presence_and_forwards() {
     // A client without the mesh key may not watch: the server closes it.
     let mut intruder = server.connect();
     smol::block_on(intruder.watch_conns()).unwrap();
-    let closed = smol::block_on(async {
-        smol::future::FutureExt::or(
-            async {
-                loop {
-                    if intruder.recv().await.is_err() {
-                        return true;
-                    }
-                }
-            },
-            async {
-                smol::Timer::after(Duration::from_secs(5)).await;
-                false
-            },
-        )
-        .await
-    });
+    let closed = common::closed_within(&mut intruder, Duration::from_secs(5));
     assert!(closed);
 }
 

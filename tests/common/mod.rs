@@ -237,6 +237,24 @@ pub fn recv_until(client: &mut Client, want: impl Fn(&ServerMessage) -> bool) ->
     })
 }
 
+/// True if the server closes `client`'s connection within `window` (frames that arrive
+/// before the close are skipped).
+pub fn closed_within(client: &mut Client, window: Duration) -> bool {
+    smol::block_on(async {
+        smol::future::FutureExt::or(
+            async {
+                while client.recv().await.is_ok() {}
+                true
+            },
+            async {
+                smol::Timer::after(window).await;
+                false
+            },
+        )
+        .await
+    })
+}
+
 /// Asserts that nothing matching `unwanted` arrives within `window`.
 pub fn assert_nothing(
     client: &mut Client,
