@@ -755,6 +755,12 @@ mod tests {
         PublicKey::from_slice(&[byte; 32]).unwrap()
     }
 
+    /// Runs `decide` for `key` with fresh check slots and no source address.
+    fn decide_fresh(policy: &AdmitPolicy, key: &PublicKey) -> Verdict {
+        let context = AdmitContext::new(&AdmitPolicy::default()).unwrap();
+        smol::block_on(decide(policy, &context, key, None))
+    }
+
     #[test]
     fn urls() {
         let url: AdmissionUrl = "http://127.0.0.1:9000/admit?x=1".parse().unwrap();
@@ -953,37 +959,14 @@ mod tests {
     fn allowlist_and_open_policy() {
         let mut policy = AdmitPolicy::default();
         assert!(policy.is_open());
-        assert_eq!(
-            smol::block_on(decide(
-                &policy,
-                &AdmitContext::new(&AdmitPolicy::default()).unwrap(),
-                &key(1),
-                None
-            )),
-            Ok(Admitted::Open)
-        );
+        assert_eq!(decide_fresh(&policy, &key(1)), Ok(Admitted::Open));
         policy.allowed_keys = vec![key(1), key(3)];
         assert!(!policy.is_open());
         assert!(policy.is_allowlisted(&key(3)));
         assert!(!policy.is_allowlisted(&key(2)));
+        assert_eq!(decide_fresh(&policy, &key(1)), Ok(Admitted::Allowlist));
         assert_eq!(
-            smol::block_on(decide(
-                &policy,
-                &AdmitContext::new(&AdmitPolicy::default()).unwrap(),
-                &key(1),
-                None
-            )),
-            Ok(Admitted::Allowlist)
-        );
-        assert_eq!(
-            smol::block_on(decide(
-                &policy,
-                &AdmitContext::new(&AdmitPolicy::default()).unwrap(),
-                &key(2),
-                None
-            ))
-            .unwrap_err()
-            .reason,
+            decide_fresh(&policy, &key(2)).unwrap_err().reason,
             "not_allowlisted"
         );
         assert!(policy.describe().contains("2 allowed keys"));
@@ -996,24 +979,9 @@ mod tests {
             tailscaled_socket: Some(PathBuf::from("/nonexistent/tinyderp-test.sock")),
             ..AdmitPolicy::default()
         };
+        assert_eq!(decide_fresh(&policy, &key(1)), Ok(Admitted::Allowlist));
         assert_eq!(
-            smol::block_on(decide(
-                &policy,
-                &AdmitContext::new(&AdmitPolicy::default()).unwrap(),
-                &key(1),
-                None
-            )),
-            Ok(Admitted::Allowlist)
-        );
-        assert_eq!(
-            smol::block_on(decide(
-                &policy,
-                &AdmitContext::new(&AdmitPolicy::default()).unwrap(),
-                &key(2),
-                None
-            ))
-            .unwrap_err()
-            .reason,
+            decide_fresh(&policy, &key(2)).unwrap_err().reason,
             "tailscaled_unreachable"
         );
     }

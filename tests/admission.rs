@@ -11,9 +11,9 @@ use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::https::{metric, varz};
 use common::{free_tcp_port, TestServer};
-use smol::io::{AsyncReadExt, AsyncWriteExt};
-use tinyderp::client::{Client, TlsVerify};
+use tinyderp::client::Client;
 use tinyderp::proto::key::{PublicKey, SecretKey};
 
 /// Requests a fake peer received, as text.
@@ -161,34 +161,6 @@ fn fresh() -> (SecretKey, PublicKey) {
     let secret = SecretKey::generate().unwrap();
     let public = secret.public_key();
     (secret, public)
-}
-
-/// The server's Prometheus text.
-fn varz(server: &TestServer) -> String {
-    smol::block_on(async {
-        let tcp = smol::net::TcpStream::connect(server.derp_addr)
-            .await
-            .unwrap();
-        let config = tinyderp::client::client_tls_config(&TlsVerify::Insecure)
-            .unwrap()
-            .unwrap();
-        let connector = futures_rustls::TlsConnector::from(Arc::new(config));
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, tcp).await.unwrap();
-        tls.write_all(b"GET /debug/varz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = Vec::new();
-        let _ = tls.read_to_end(&mut response).await;
-        String::from_utf8_lossy(&response).into_owned()
-    })
-}
-
-fn metric(varz: &str, line_start: &str) -> u64 {
-    varz.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -9,16 +9,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::https::{connector, https_exchange, metric, tls_connect, varz, within};
 use common::{recv_until, TestServer};
 use futures_rustls::client::TlsStream;
-use futures_rustls::TlsConnector;
-use rustls::pki_types::ServerName;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use tinyderp::client::{client_tls_config, upgrade_request, Client, ServerMessage, TlsVerify};
+use tinyderp::client::{upgrade_request, Client, ServerMessage};
 use tinyderp::proto::frame::{self, FrameType, HEADER_LEN};
 use tinyderp::proto::handshake::{self, ClientInfo};
 use tinyderp::proto::key::{PublicKey, SecretKey};
@@ -109,31 +107,6 @@ fn rss_limit(baseline_kib: u64) -> u64 {
 // ---------------------------------------------------------------------------------------
 // Raw TLS and HTTP helpers (the DERP client would hide the bytes these tests need).
 
-fn connector() -> TlsConnector {
-    let config = client_tls_config(&TlsVerify::Insecure)
-        .expect("tls config")
-        .expect("TLS mode");
-    TlsConnector::from(Arc::new(config))
-}
-
-async fn tls_connect(
-    connector: &TlsConnector,
-    addr: SocketAddr,
-) -> std::io::Result<TlsStream<smol::net::TcpStream>> {
-    let tcp = smol::net::TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost").expect("server name");
-    connector.connect(name, tcp).await
-}
-
-/// Runs `fut` for at most `limit`; `None` when time ran out.
-async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
-    smol::future::FutureExt::or(async { Some(fut.await) }, async {
-        smol::Timer::after(limit).await;
-        None
-    })
-    .await
-}
-
 /// Reads until EOF or error; true if that happened within `limit` (the server closed).
 async fn closed_within<S: smol::io::AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> bool {
     within(limit, async {
@@ -147,47 +120,6 @@ async fn closed_within<S: smol::io::AsyncRead + Unpin>(stream: &mut S, limit: Du
     })
     .await
     .is_some()
-}
-
-/// Sends `request` over a fresh TLS connection and returns everything read until close.
-fn https_exchange(server: &TestServer, request: &[u8]) -> Vec<u8> {
-    smol::block_on(async {
-        let mut tls = tls_connect(&connector(), server.derp_addr)
-            .await
-            .expect("tls connect");
-        tls.write_all(request).await.expect("write request");
-        tls.flush().await.expect("flush");
-        let mut got = Vec::new();
-        within(Duration::from_secs(10), async {
-            let mut chunk = [0u8; 4096];
-            loop {
-                match tls.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => got.extend_from_slice(&chunk[..n]),
-                }
-            }
-        })
-        .await;
-        got
-    })
-}
-
-/// The server's `/debug/varz` text.
-fn varz(server: &TestServer) -> String {
-    let got = https_exchange(
-        server,
-        b"GET /debug/varz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-    );
-    String::from_utf8_lossy(&got).into_owned()
-}
-
-/// Sum of every sample whose line starts with `prefix` (a metric name, optionally with
-/// the start of its labels).
-fn metric(varz: &str, prefix: &str) -> u64 {
-    varz.lines()
-        .filter(|line| !line.starts_with('#') && line.starts_with(prefix))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// A TLS connection that sent a fast-start upgrade and read the ServerKey frame: the next

@@ -5,12 +5,11 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::https::{connector, metric, tls_connect, varz, within};
 use common::TestServer;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
-use tinyderp::client::{Client, ServerMessage, TlsVerify};
+use tinyderp::client::{Client, ServerMessage};
 use tinyderp::proto::key::{PublicKey, SecretKey};
 use tinyderp::proto::stun;
 
@@ -268,49 +267,17 @@ fn max_clients_refuses_beyond_the_limit_but_not_mesh_peers() {
     }
 }
 
-/// One TLS handshake with the server; true when it completed.
+/// One TLS handshake with the server; true when it completed within 5 s.
 fn tls_handshake(server: &TestServer) -> bool {
-    smol::block_on(async {
-        let Ok(tcp) = smol::net::TcpStream::connect(server.derp_addr).await else {
-            return false;
-        };
-        let config = tinyderp::client::client_tls_config(&TlsVerify::Insecure)
-            .unwrap()
-            .unwrap();
-        let connector = futures_rustls::TlsConnector::from(Arc::new(config));
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let handshake = connector.connect(name, tcp);
-        let timeout = async {
-            smol::Timer::after(Duration::from_secs(5)).await;
-            Err(std::io::Error::other("timeout"))
-        };
-        smol::future::or(handshake, timeout).await.is_ok()
-    })
+    smol::block_on(within(
+        Duration::from_secs(5),
+        tls_connect(&connector(), server.derp_addr),
+    ))
+    .is_some_and(|handshake| handshake.is_ok())
 }
 
 fn counter(server: &TestServer, line_start: &str) -> u64 {
-    varz(server)
-        .expect("metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0)
-}
-
-fn varz(server: &TestServer) -> Option<String> {
-    smol::block_on(async {
-        let tcp = smol::net::TcpStream::connect(server.derp_addr).await.ok()?;
-        let config = tinyderp::client::client_tls_config(&TlsVerify::Insecure).ok()??;
-        let connector = futures_rustls::TlsConnector::from(Arc::new(config));
-        let name = rustls::pki_types::ServerName::try_from("localhost").ok()?;
-        let mut tls = connector.connect(name, tcp).await.ok()?;
-        tls.write_all(b"GET /debug/varz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .ok()?;
-        let mut response = Vec::new();
-        let _ = tls.read_to_end(&mut response).await;
-        Some(String::from_utf8_lossy(&response).into_owned())
-    })
+    metric(&varz(server), line_start)
 }
 
 #[test]
@@ -335,7 +302,7 @@ fn accept_rate_closes_excess_connections_at_once() {
     std::thread::sleep(Duration::from_millis(4200));
     assert!(tls_handshake(&server));
     std::thread::sleep(Duration::from_millis(4200));
-    let varz = varz(&server).expect("metrics after a refill");
+    let varz = varz(&server);
     let limited: u64 = varz
         .lines()
         .find_map(|l| l.strip_prefix("tinyderp_accept_rate_limited_total "))

@@ -6,6 +6,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use common::https::{connector, https_request, tls_connect};
 use common::{assert_nothing, recv_until, run_tinyderp, TestServer};
 use nix::sys::signal::Signal;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -200,15 +201,7 @@ fn fast_start_and_slow_path_both_log_in() {
 fn raw_slow_path_has_exact_101_and_server_key() {
     let server = TestServer::start(&[]);
     smol::block_on(async {
-        let tcp = smol::net::TcpStream::connect(server.derp_addr)
-            .await
-            .unwrap();
-        let config = tinyderp::client::client_tls_config(&TlsVerify::Insecure)
-            .unwrap()
-            .unwrap();
-        let connector = futures_rustls::TlsConnector::from(std::sync::Arc::new(config));
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let mut tls = tls_connect(&connector(), server.derp_addr).await.unwrap();
         let host = format!("localhost:{}", server.derp_addr.port());
         tls.write_all(&tinyderp::client::upgrade_request(&host, false))
             .await
@@ -337,26 +330,6 @@ fn stun_over_real_udp_ipv4_and_ipv6() {
     stun_round_trip(v4.stun_addr, "127.0.0.1");
     let v6 = TestServer::start_on("::1", &[]);
     stun_round_trip(v6.stun_addr, "::1");
-}
-
-/// One HTTPS request with the given raw head; returns the whole response text.
-fn https_request(server: &TestServer, request: &str) -> String {
-    smol::block_on(async {
-        let tcp = smol::net::TcpStream::connect(server.derp_addr)
-            .await
-            .unwrap();
-        let config = tinyderp::client::client_tls_config(&TlsVerify::Insecure)
-            .unwrap()
-            .unwrap();
-        let connector = futures_rustls::TlsConnector::from(std::sync::Arc::new(config));
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, tcp).await.unwrap();
-        tls.write_all(request.as_bytes()).await.unwrap();
-        tls.flush().await.unwrap();
-        let mut response = Vec::new();
-        let _ = tls.read_to_end(&mut response).await;
-        String::from_utf8_lossy(&response).into_owned()
-    })
 }
 
 #[test]

@@ -598,6 +598,7 @@ pub fn looks_like_disco(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::noise::noise;
 
     #[test]
     fn header_golden_bytes() {
@@ -984,18 +985,6 @@ mod tests {
         assert!(!looks_like_disco(&disco[..MIN_DISCO_LEN - 1]));
         disco[0] = b'X';
         assert!(!looks_like_disco(&disco));
-    }
-
-    /// Deterministic xorshift64 byte source for the no-panic sweeps below.
-    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 7;
-                *seed ^= *seed << 17;
-                (*seed >> 24) as u8
-            })
-            .collect()
     }
 
     #[test]

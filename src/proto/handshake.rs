@@ -444,6 +444,7 @@ pub const CLIENT_VERSION: i64 = PROTOCOL_VERSION as i64;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::noise::noise;
 
     #[test]
     fn shared_box_matches_the_one_shot_functions_and_serves_the_login() {
@@ -774,18 +775,6 @@ d0b5afa1d0aa13e6b12c5fd0b332b2c7f66ce37bd3833b453a5578fc99da20ede2cb54dd31743fa4
             assert!(err.to_string().ends_with(reason));
         }
         assert_eq!(HandshakeError::BoxOpenFailed.reason(), "box_open_failed");
-    }
-
-    /// Deterministic xorshift64 byte source for the no-panic sweeps below.
-    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 7;
-                *seed ^= *seed << 17;
-                (*seed >> 24) as u8
-            })
-            .collect()
     }
 
     #[test]

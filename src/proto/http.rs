@@ -211,6 +211,7 @@ pub fn challenge_response_value(challenge: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::noise::noise;
 
     /// Bytes of Go's `http.Request.Write` for the request derphttp builds (Go 1.26),
     /// fast-start variant with an Ideal-Node header.
@@ -400,18 +401,6 @@ Connection: close\r\n\r\n"
         for bad in ["a b", "a/b", "a\r\nX: y", "é", "a+b", "a,b"] {
             assert_eq!(challenge_response_value(bad), None, "{bad:?}");
         }
-    }
-
-    /// Deterministic xorshift64 byte source for the no-panic sweeps below.
-    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 7;
-                *seed ^= *seed << 17;
-                (*seed >> 24) as u8
-            })
-            .collect()
     }
 
     #[test]

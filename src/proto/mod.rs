@@ -22,4 +22,6 @@ pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod key;
+#[cfg(test)]
+mod noise;
 pub mod stun;

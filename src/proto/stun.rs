@@ -336,6 +336,7 @@ pub fn parse_binding_response(message: &[u8]) -> Result<(TxId, SocketAddr), Stun
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::noise::noise;
 
     const TXID: TxId = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
 
@@ -531,18 +532,6 @@ mod tests {
         assert_eq!(StunError::NotBinding.reason(), "not_binding");
         assert_eq!(StunError::BadAttributes.reason(), "bad_attributes");
         assert_eq!(StunError::BadFingerprint.reason(), "bad_fingerprint");
-    }
-
-    /// Deterministic xorshift64 byte source for the no-panic sweeps below.
-    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 7;
-                *seed ^= *seed << 17;
-                (*seed >> 24) as u8
-            })
-            .collect()
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! `TINYDERP_RUNNER` gives a command prefix such as `qemu-mips -cpu 24Kc`.
 #![allow(dead_code)]
 
+pub mod https;
+
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
