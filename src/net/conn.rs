@@ -111,7 +111,11 @@ async fn handle_connection(server: Arc<Server>, stream: TcpStream, peer: SocketA
     }
     let tcp = stream.clone();
     let acceptor = futures_rustls::TlsAcceptor::from(server.tls.clone());
-    let tls_stream = match with_deadline(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    // Each short phase of a connection runs in its own box: an async fn's state is as large
+    // as its largest phase, so an inline TLS handshake or head buffer would stay reserved
+    // in the task of every idle client for its whole life.
+    let accept = Box::pin(acceptor.accept(stream));
+    let tls_stream = match with_deadline(TLS_HANDSHAKE_TIMEOUT, accept).await {
         Ok(tls_stream) => tls_stream,
         Err(err) => {
             let reason = tls_failure_reason(&err);
@@ -138,7 +142,8 @@ async fn serve_https<S>(server: Arc<Server>, mut stream: S, tcp: TcpStream, peer
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (head, leftover) = match with_deadline(REQUEST_HEAD_TIMEOUT, read_head(&mut stream)).await {
+    let head_read = Box::pin(read_head(&mut stream));
+    let (head, leftover) = match with_deadline(REQUEST_HEAD_TIMEOUT, head_read).await {
         Ok(got) => got,
         Err(err) => {
             server.metrics().http_requests.bump("bad_request_head");

@@ -119,8 +119,10 @@ pub(crate) async fn serve<S>(
 {
     let (read_half, mut writer) = smol::io::split(stream);
     let mut reader = smol::io::Cursor::new(leftover).chain(read_half);
+    // The login and admission steps are boxed so their state is freed when they end and
+    // is not reserved in the task for the life of the connection (see conn.rs).
     let login = with_deadline(HANDSHAKE_STEP_TIMEOUT.saturating_mul(2), async {
-        Ok(handshake(&server, &mut reader, &mut writer, &head).await)
+        Ok(Box::pin(handshake(&server, &mut reader, &mut writer, &head)).await)
     })
     .await;
     let (client_key, info, shared_box) = match login {
@@ -135,12 +137,12 @@ pub(crate) async fn serve<S>(
     // Admission runs here, in this connection's task, under the checks' own deadlines,
     // so a slow tailscaled or admission URL holds up only this client.
     if !is_mesh {
-        match admit::decide(
+        match Box::pin(admit::decide(
             &server.config.admit,
             &server.admit,
             &client_key,
             Some(peer.ip()),
-        )
+        ))
         .await
         {
             Ok(how) => server.metrics().admission_allowed.bump(how.label()),
