@@ -282,6 +282,17 @@ if [ "$MODE" = smoke ]; then
 else
     mkdir -p "$RESULTS"
     cp "$RAW" "$RESULTS/raw.jsonl"
-    PY="${BENCH_PYTHON:-python3}"
+    # The plots need matplotlib: use BENCH_PYTHON if given, else a cached venv with it.
+    PY="${BENCH_PYTHON:-}"
+    if [ -z "$PY" ]; then
+        venv="${XDG_CACHE_HOME:-$HOME/.cache}/tinyderp/bench-venv"
+        if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+            log "installing matplotlib into $venv for the plots"
+            python3 -m venv "$venv" && "$venv/bin/pip" install --quiet matplotlib ||
+                log "could not install matplotlib: the report will have no plots"
+        fi
+        PY="$venv/bin/python"
+        [ -x "$PY" ] || PY=python3
+    fi
     "$PY" "$HERE/scripts/report.py" --out "$RESULTS" "$RESULTS/raw.jsonl"
 fi
