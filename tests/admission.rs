@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::https::{metric, varz};
-use common::{free_tcp_port, TestServer};
+use common::{free_tcp_port, write_mesh_key, TestServer};
 use tinyderp::client::Client;
 use tinyderp::proto::key::{PublicKey, SecretKey};
 
@@ -265,13 +265,12 @@ fn learn_mode_logs_refused_key_once_with_paste_ready_lines() {
 #[test]
 fn mesh_peers_bypass_admission() {
     let server_dir = tempfile::tempdir().unwrap();
-    let mesh_file = server_dir.path().join("mesh.key");
     let mesh_key = [0x42u8; 32];
-    std::fs::write(&mesh_file, tinyderp::proto::key::hex_lower(&mesh_key)).unwrap();
+    let mesh_file = write_mesh_key(server_dir.path(), &mesh_key);
     let (other, other_key) = fresh();
     let server = TestServer::start(&[
         "--mesh-psk-file",
-        mesh_file.to_str().unwrap(),
+        &mesh_file,
         "--allowed-key",
         &other_key.to_string(),
         "--verify-client-url",

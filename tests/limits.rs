@@ -8,7 +8,7 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use common::https::{connector, metric, tls_connect, varz, within};
-use common::TestServer;
+use common::{write_mesh_key, TestServer};
 use tinyderp::client::{Client, ServerMessage};
 use tinyderp::proto::key::{PublicKey, SecretKey};
 use tinyderp::proto::stun;
@@ -130,15 +130,9 @@ fn data_share(frame_rate: f64) -> f64 {
 #[test]
 fn client_over_its_rate_is_slowed_to_the_limit_and_mesh_peers_are_exempt() {
     let dir = tempfile::tempdir().unwrap();
-    let mesh_file = dir.path().join("mesh.key");
     let mesh_key = [0x24u8; 32];
-    std::fs::write(&mesh_file, tinyderp::proto::key::hex_lower(&mesh_key)).unwrap();
-    let server = TestServer::start(&[
-        "--client-rate",
-        "200k",
-        "--mesh-psk-file",
-        mesh_file.to_str().unwrap(),
-    ]);
+    let mesh_file = write_mesh_key(dir.path(), &mesh_key);
+    let server = TestServer::start(&["--client-rate", "200k", "--mesh-psk-file", &mesh_file]);
     let (a, _) = connect(&server, None);
     let (b, b_key) = connect(&server, None);
     let (rate, _) = measure(vec![(a, b, b_key)]);
@@ -222,15 +216,9 @@ fn rate_config_reload_on_sighup_applies_to_connected_clients() {
 #[test]
 fn max_clients_refuses_beyond_the_limit_but_not_mesh_peers() {
     let dir = tempfile::tempdir().unwrap();
-    let mesh_file = dir.path().join("mesh.key");
     let mesh_key = [0x33u8; 32];
-    std::fs::write(&mesh_file, tinyderp::proto::key::hex_lower(&mesh_key)).unwrap();
-    let server = TestServer::start(&[
-        "--max-clients",
-        "2",
-        "--mesh-psk-file",
-        mesh_file.to_str().unwrap(),
-    ]);
+    let mesh_file = write_mesh_key(dir.path(), &mesh_key);
+    let server = TestServer::start(&["--max-clients", "2", "--mesh-psk-file", &mesh_file]);
     let (first, _) = connect(&server, None);
     let (second, _) = connect(&server, None);
     let mut config = server.client_config();

@@ -31,6 +31,14 @@ pub struct TestServer {
     pub args: Vec<String>,
 }
 
+/// Writes `key` as a derper mesh PSK file (64 hex digits) in `dir`; returns its path for
+/// `--mesh-psk-file`.
+pub fn write_mesh_key(dir: &std::path::Path, key: &[u8; 32]) -> String {
+    let path = dir.join("mesh.key");
+    std::fs::write(&path, tinyderp::proto::key::hex_lower(key)).expect("write mesh key");
+    path.to_str().expect("utf-8 temp path").to_string()
+}
+
 /// A free TCP port on `ip` (the small race with other processes is acceptable in tests).
 pub fn free_tcp_port(ip: &str) -> u16 {
     let listener = TcpListener::bind((ip, 0)).expect("bind for a free port");
