@@ -6,12 +6,12 @@
 #   cross/build.sh mips-unknown-linux-musl   ... or by Rust target
 #   cross/build.sh --install-only      set up the toolchain and stop
 #   cross/build.sh --check-size        only compare dist/sizes.tsv with the budget
-#   cross/build.sh --size-table        print dist/sizes.tsv as a Markdown table (README)
+#   cross/build.sh --size-table        print dist/sizes.tsv as a Markdown table (docs/building.md)
 #
 # Writes dist/<openwrt-arch>/tinyderp and dist/sizes.tsv, then checks the sizes against
 # cross/size-budget.tsv (exit 3 when a binary is over budget).
 #
-# The toolchain (see cross/README-snippet.md for why this one) is installed from scratch
+# The toolchain (see docs/building.md for why this one) is installed from scratch
 # and idempotently: Debian's rustc-web/cargo-web/rust-web-src (a std source tree for
 # -Zbuild-std), qemu-user, python3-venv; zig and cargo-zigbuild from PyPI, pinned, in a
 # virtualenv under ~/.cache/tinyderp/. The cargo target dir lives there too so a CI run on

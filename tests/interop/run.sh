@@ -23,7 +23,7 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 
-# ---- pinned versions (see README-snippet.md for why these) ----
+# ---- pinned versions (see docs/compatibility.md for why these) ----
 TS_CLIENT_LATEST=v1.104.5 # newest tailscale.com release: derphttp suite
 TS_CLIENT_82=v1.82.5      # first sha256-raw pinning line (meta-cert bug)
 TS_CLIENT_OLD=v1.58.2     # older client still in the field
