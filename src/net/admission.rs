@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+#[cfg(any(test, feature = "https-admission"))]
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -72,6 +73,7 @@ pub enum AdmissionSetupError {
     #[cfg(not(feature = "https-admission"))]
     HttpsDisabled,
     /// The CA file could not be read.
+    #[cfg(feature = "https-admission")]
     CaFileRead {
         /// The CA file.
         path: PathBuf,
@@ -79,15 +81,18 @@ pub enum AdmissionSetupError {
         err: std::io::Error,
     },
     /// The CA file holds no usable certificate.
+    #[cfg(feature = "https-admission")]
     CaFileEmpty {
         /// The CA file.
         path: PathBuf,
     },
     /// rustls refused the client configuration.
+    #[cfg(feature = "https-admission")]
     TlsSetup(rustls::Error),
 }
 
 /// What the operator can do about a missing or empty CA file.
+#[cfg(feature = "https-admission")]
 const CA_HINT: &str = "install the CA bundle (opkg install ca-bundle / apk add ca-bundle) or name a PEM file with --verify-client-url-ca";
 
 impl AdmissionSetupError {
@@ -96,8 +101,11 @@ impl AdmissionSetupError {
         match self {
             #[cfg(not(feature = "https-admission"))]
             AdmissionSetupError::HttpsDisabled => "https_disabled",
+            #[cfg(feature = "https-admission")]
             AdmissionSetupError::CaFileRead { .. } => "ca_file_read",
+            #[cfg(feature = "https-admission")]
             AdmissionSetupError::CaFileEmpty { .. } => "ca_file_empty",
+            #[cfg(feature = "https-admission")]
             AdmissionSetupError::TlsSetup(_) => "tls_setup",
         }
     }
@@ -108,6 +116,7 @@ impl fmt::Display for AdmissionSetupError {
         match self {
             #[cfg(not(feature = "https-admission"))]
             AdmissionSetupError::HttpsDisabled => f.write_str(HTTPS_ADMISSION_DISABLED),
+            #[cfg(feature = "https-admission")]
             AdmissionSetupError::CaFileRead { path, err } => {
                 write!(
                     f,
@@ -115,11 +124,13 @@ impl fmt::Display for AdmissionSetupError {
                     path.display()
                 )
             }
+            #[cfg(feature = "https-admission")]
             AdmissionSetupError::CaFileEmpty { path } => write!(
                 f,
                 "CA file {} holds no usable PEM certificate ({CA_HINT})",
                 path.display()
             ),
+            #[cfg(feature = "https-admission")]
             AdmissionSetupError::TlsSetup(err) => write!(f, "TLS setup failed: {err}"),
         }
     }

@@ -116,22 +116,7 @@ impl fmt::Display for RunError {
     }
 }
 
-impl std::error::Error for RunError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            RunError::ServerKey(err) => Some(err),
-            RunError::Certificate(err) => Some(err),
-            RunError::Admission(err) => Some(err),
-            RunError::RateConfig(err) => Some(err),
-            RunError::MeshKeyRead { err, .. }
-            | RunError::Register { err, .. }
-            | RunError::WorkerThread(err)
-            | RunError::Signals(err) => Some(err),
-            RunError::Bind { err, .. } => Some(err),
-            RunError::MeshKeyFormat { .. } => None,
-        }
-    }
-}
+impl std::error::Error for RunError {}
 
 #[cfg(test)]
 mod tests {
