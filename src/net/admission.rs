@@ -52,11 +52,10 @@ pub fn check_slots() -> CheckSlots {
     smol::lock::Semaphore::new(MAX_PARALLEL_CHECKS)
 }
 
-/// What admission holds at run time: the policy, the check slots, the TLS client for an
-/// https:// admission URL (built once at start from the CA file) and learn mode's memory.
+/// What admission holds at run time: the check slots, the TLS client for an https://
+/// admission URL (built once at start from the CA file) and learn mode's memory. The
+/// policy itself stays in the configuration and is passed in.
 pub(crate) struct Admission {
-    /// The validated admission settings.
-    pub policy: AdmitPolicy,
     /// Bounds remote checks running at once.
     pub slots: CheckSlots,
     /// TLS client for an https:// URL; `None` for http:// or no URL.
@@ -152,7 +151,6 @@ impl Admission {
             return Err(AdmissionSetupError::HttpsDisabled);
         }
         Ok(Admission {
-            policy: policy.clone(),
             slots: check_slots(),
             #[cfg(feature = "https-admission")]
             url_tls,
@@ -161,19 +159,25 @@ impl Admission {
     }
 
     /// Decides whether a (non-mesh) client with `key`, connecting from `source`, may stay.
-    pub async fn decide(&self, key: &PublicKey, source: Option<IpAddr>) -> Verdict {
-        decide(self, key, source).await
+    pub async fn decide(
+        &self,
+        policy: &AdmitPolicy,
+        key: &PublicKey,
+        source: Option<IpAddr>,
+    ) -> Verdict {
+        decide(policy, self, key, source).await
     }
 
     /// Learn mode (`--log-refused-keys`): the paste-ready line for a refused key, once per
     /// key per [`crate::admit::LEARN_REPEAT`]; `None` when off or logged recently.
     pub fn learn(
         &self,
+        policy: &AdmitPolicy,
         key: &PublicKey,
         source: Option<IpAddr>,
         refusal: &Refusal,
     ) -> Option<String> {
-        if !self.policy.log_refused_keys {
+        if !policy.log_refused_keys {
             return None;
         }
         let fresh = self
@@ -231,8 +235,12 @@ struct Unreachable(String);
 
 /// The decision with its remote checks: the policy alone first, then a check slot, then
 /// tailscaled and the admission URL, each under its own deadline.
-async fn decide(context: &Admission, key: &PublicKey, source: Option<IpAddr>) -> Verdict {
-    let policy = &context.policy;
+async fn decide(
+    policy: &AdmitPolicy,
+    context: &Admission,
+    key: &PublicKey,
+    source: Option<IpAddr>,
+) -> Verdict {
     if let Some(verdict) = decide_locally(policy, key) {
         return verdict;
     }
@@ -375,7 +383,7 @@ mod tests {
     /// Runs `decide` for `key` with fresh check slots and no source address.
     fn decide_fresh(policy: &AdmitPolicy, key: &PublicKey) -> Verdict {
         let context = Admission::new(policy).unwrap();
-        smol::block_on(context.decide(key, None))
+        smol::block_on(context.decide(policy, key, None))
     }
 
     #[test]
@@ -419,12 +427,12 @@ mod tests {
         let mut slots = Admission::new(&policy).unwrap();
         slots.slots = smol::lock::Semaphore::new(0);
         let started = Instant::now();
-        let verdict = smol::block_on(slots.decide(&key(2), None));
+        let verdict = smol::block_on(slots.decide(&policy, &key(2), None));
         assert_eq!(verdict.unwrap_err().reason, "busy");
         assert!(started.elapsed() >= CHECK_SLOT_TIMEOUT);
         // The allowlist needs no slot.
         assert_eq!(
-            smol::block_on(slots.decide(&key(1), None)),
+            smol::block_on(slots.decide(&policy, &key(1), None)),
             Ok(Admitted::Allowlist)
         );
     }
@@ -432,16 +440,16 @@ mod tests {
     #[test]
     fn learn_mode_logs_each_refused_key_once_and_only_when_on() {
         let refusal = Refusal::new("url_denied", "x");
-        let off = Admission::new(&AdmitPolicy::default()).unwrap();
-        assert_eq!(off.learn(&key(1), None, &refusal), None);
-        let on = Admission::new(&AdmitPolicy {
+        let off = AdmitPolicy::default();
+        let admission = Admission::new(&off).unwrap();
+        assert_eq!(admission.learn(&off, &key(1), None, &refusal), None);
+        let on = AdmitPolicy {
             log_refused_keys: true,
             ..AdmitPolicy::default()
-        })
-        .unwrap();
-        let line = on.learn(&key(1), None, &refusal).unwrap();
+        };
+        let line = admission.learn(&on, &key(1), None, &refusal).unwrap();
         assert!(line.starts_with("refused nodekey:"), "{line}");
-        assert_eq!(on.learn(&key(1), None, &refusal), None);
+        assert_eq!(admission.learn(&on, &key(1), None, &refusal), None);
     }
 
     #[test]

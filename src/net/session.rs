@@ -168,7 +168,13 @@ pub(crate) async fn serve<S>(
     // Admission runs here, in this connection's task, under the checks' own deadlines,
     // so a slow tailscaled or admission URL holds up only this client.
     if !is_mesh {
-        match Box::pin(server.admission.decide(&client_key, Some(peer.ip()))).await {
+        match Box::pin(
+            server
+                .admission
+                .decide(&server.config.admit, &client_key, Some(peer.ip())),
+        )
+        .await
+        {
             Ok(how) => server
                 .telemetry
                 .metrics()
@@ -322,7 +328,10 @@ fn refuse(server: &Server, peer: SocketAddr, key: &PublicKey, refusal: &Refusal)
     );
     // Once per key (see RefusedKeys), and under the shared per-connection log budget,
     // so a scanner inventing keys cannot flood the log either.
-    if let Some(line) = server.admission.learn(key, Some(peer.ip()), refusal) {
+    if let Some(line) = server
+        .admission
+        .learn(&server.config.admit, key, Some(peer.ip()), refusal)
+    {
         telemetry
             .conn_log
             .log(log::Level::Info, format_args!("{line}"));
