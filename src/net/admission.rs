@@ -158,16 +158,6 @@ impl Admission {
         })
     }
 
-    /// Decides whether a (non-mesh) client with `key`, connecting from `source`, may stay.
-    pub async fn decide(
-        &self,
-        policy: &AdmitPolicy,
-        key: &PublicKey,
-        source: Option<IpAddr>,
-    ) -> Verdict {
-        decide(policy, self, key, source).await
-    }
-
     /// Learn mode (`--log-refused-keys`): the paste-ready line for a refused key, once per
     /// key per [`crate::admit::LEARN_REPEAT`]; `None` when off or logged recently.
     pub fn learn(
@@ -233,9 +223,10 @@ static FAIL_OPEN_LOG: std::sync::LazyLock<RateLimitedLog> =
 #[derive(Debug)]
 struct Unreachable(String);
 
-/// The decision with its remote checks: the policy alone first, then a check slot, then
-/// tailscaled and the admission URL, each under its own deadline.
-async fn decide(
+/// Decides whether a (non-mesh) client with `key`, connecting from `source`, may stay:
+/// the policy alone first, then a check slot, then tailscaled and the admission URL, each
+/// under its own deadline.
+pub(crate) async fn decide(
     policy: &AdmitPolicy,
     context: &Admission,
     key: &PublicKey,
@@ -383,7 +374,7 @@ mod tests {
     /// Runs `decide` for `key` with fresh check slots and no source address.
     fn decide_fresh(policy: &AdmitPolicy, key: &PublicKey) -> Verdict {
         let context = Admission::new(policy).unwrap();
-        smol::block_on(context.decide(policy, key, None))
+        smol::block_on(decide(policy, &context, key, None))
     }
 
     #[test]
@@ -427,12 +418,12 @@ mod tests {
         let mut slots = Admission::new(&policy).unwrap();
         slots.slots = smol::lock::Semaphore::new(0);
         let started = Instant::now();
-        let verdict = smol::block_on(slots.decide(&policy, &key(2), None));
+        let verdict = smol::block_on(decide(&policy, &slots, &key(2), None));
         assert_eq!(verdict.unwrap_err().reason, "busy");
         assert!(started.elapsed() >= CHECK_SLOT_TIMEOUT);
         // The allowlist needs no slot.
         assert_eq!(
-            smol::block_on(slots.decide(&policy, &key(1), None)),
+            smol::block_on(decide(&policy, &slots, &key(1), None)),
             Ok(Admitted::Allowlist)
         );
     }

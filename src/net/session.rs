@@ -24,6 +24,7 @@ use crate::proto::http::{self as http_proto, RequestHead};
 use crate::proto::key::PublicKey;
 use crate::relay::{ConnId, ConnParams};
 
+use super::admission;
 use super::deadline::with_deadline;
 use super::hub::{ConnHandle, SharedHub};
 use super::pacing::ReadLimiter;
@@ -168,11 +169,12 @@ pub(crate) async fn serve<S>(
     // Admission runs here, in this connection's task, under the checks' own deadlines,
     // so a slow tailscaled or admission URL holds up only this client.
     if !is_mesh {
-        match Box::pin(
-            server
-                .admission
-                .decide(&server.config.admit, &client_key, Some(peer.ip())),
-        )
+        match Box::pin(admission::decide(
+            &server.config.admit,
+            &server.admission,
+            &client_key,
+            Some(peer.ip()),
+        ))
         .await
         {
             Ok(how) => server
