@@ -1,12 +1,14 @@
 //! tinyderp: a small Tailscale-compatible DERP relay and STUN server.
 //!
-//! Layout (dependencies point one way, `net -> relay -> proto`):
+//! Layout (dependencies point one way, `main -> net -> (admit, keyfile, relay, ...) -> proto`):
 //! - [`proto`]: sans-IO wire formats (frames, keys, handshake boxes, STUN, HTTP heads).
 //! - [`relay`]: synchronous server state; bytes, events and `now` in, actions out.
-//! - [`net`]: the only module that touches sockets, clocks and the async runtime.
+//! - [`net`]: the only module that touches sockets, files, clocks and the async runtime.
 //! - [`client`]: a DERP client built on `proto`, used by tests, the mesh and the load tool.
 //! - [`cli`], [`config`]: command line to validated [`config::Config`]; [`derpmap`]: DERP map snippets.
-//! - [`admit`]: who may use the relay (allowlist, local tailscaled, admission URL).
+//! - [`admit`]: who may use the relay, as pure policy (allowlist, whois and admission URL
+//!   requests and verdicts); its sockets are in `net`.
+//! - [`keyfile`]: the server key file's format (pure); its file I/O is in `net`.
 
 pub mod admit;
 pub mod cert;

@@ -231,7 +231,7 @@ fn refused_client_is_closed_before_server_info_and_others_are_unaffected() {
         matches!(m, tinyderp::client::ServerMessage::RecvPacket { .. })
     });
     assert!(
-        matches!(got, tinyderp::client::ServerMessage::RecvPacket { data, .. } if data == b"still relayed")
+        matches!(got, tinyderp::client::ServerMessage::RecvPacket { data, .. } if *data == *b"still relayed")
     );
 }
 

@@ -21,7 +21,7 @@ fn is_packet_from(src: PublicKey) -> impl Fn(&ServerMessage) -> bool {
 
 fn packet_data(message: ServerMessage) -> Vec<u8> {
     match message {
-        ServerMessage::RecvPacket { data, .. } => data,
+        ServerMessage::RecvPacket { data, .. } => data.into_owned(),
         other => panic!("expected a packet, got {other:?}"),
     }
 }

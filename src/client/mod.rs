@@ -16,7 +16,7 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wri
 use smol::net::TcpStream;
 
 use crate::proto::frame::{
-    self, FrameHeader, FrameType, ServerFrame, HEADER_LEN, MAX_FRAME_TO_CLIENT, MAX_PACKET_SIZE,
+    self, FrameHeader, FrameType, HEADER_LEN, MAX_FRAME_TO_CLIENT, MAX_PACKET_SIZE,
 };
 use crate::proto::handshake::{self, ClientInfo, HandshakeError, ServerInfoJson, CLIENT_VERSION};
 use crate::proto::key::{PublicKey, SecretKey};
@@ -26,7 +26,8 @@ mod tests;
 mod tls;
 
 pub use tls::{
-    cert_pin, client_tls_config, meta_cert_key, TlsVerify, META_CERT_MARKER, PIN_PREFIX,
+    cert_pin, client_tls_config, meta_cert_key, AcceptAnyCert, TlsVerify, META_CERT_MARKER,
+    PIN_PREFIX,
 };
 
 /// Size of the client's read buffer; frames larger than it are assembled across reads.
@@ -119,88 +120,10 @@ pub fn upgrade_request(host: &str, fast_start: bool) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A frame from the server, owned (see [`ServerFrame`] for the meaning of each variant).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ServerMessage {
-    /// A (late) ServerKey frame.
-    ServerKey(PublicKey),
-    /// A (late) sealed ServerInfo blob.
-    ServerInfo(Vec<u8>),
-    /// A packet from `src`.
-    RecvPacket {
-        /// Sender's key.
-        src: PublicKey,
-        /// Packet data.
-        data: Vec<u8>,
-    },
-    /// Liveness only.
-    KeepAlive,
-    /// A peer left; `reason` is the raw reason byte.
-    PeerGone {
-        /// Peer key.
-        key: PublicKey,
-        /// 0 = disconnected, 1 = not here.
-        reason: u8,
-    },
-    /// Watchers: a client is connected.
-    PeerPresent {
-        /// Its key.
-        key: PublicKey,
-        /// Its address, when the server sent one.
-        addr: Option<SocketAddr>,
-        /// Peer-present flag bits.
-        flags: u8,
-    },
-    /// The server pings us; answer with [`ClientWriter::pong`].
-    Ping([u8; 8]),
-    /// Answer to our ping.
-    Pong([u8; 8]),
-    /// Health text; empty clears.
-    Health(String),
-    /// The server is restarting.
-    Restarting {
-        /// Reconnect after this many milliseconds.
-        reconnect_in_ms: u32,
-        /// Keep trying for this many milliseconds.
-        try_for_ms: u32,
-    },
-    /// A frame type the client does not know.
-    Unknown {
-        /// Raw type byte.
-        frame_type: u8,
-        /// Payload length.
-        len: usize,
-    },
-}
-
-impl ServerMessage {
-    fn from_frame(frame: ServerFrame<'_>, len: usize) -> ServerMessage {
-        match frame {
-            ServerFrame::ServerKey { key } => ServerMessage::ServerKey(key),
-            ServerFrame::ServerInfo(sealed) => ServerMessage::ServerInfo(sealed.to_vec()),
-            ServerFrame::RecvPacket { src, data } => ServerMessage::RecvPacket {
-                src,
-                data: data.to_vec(),
-            },
-            ServerFrame::KeepAlive => ServerMessage::KeepAlive,
-            ServerFrame::PeerGone { key, reason } => ServerMessage::PeerGone { key, reason },
-            ServerFrame::PeerPresent { key, addr, flags } => {
-                ServerMessage::PeerPresent { key, addr, flags }
-            }
-            ServerFrame::Ping(data) => ServerMessage::Ping(data),
-            ServerFrame::Pong(data) => ServerMessage::Pong(data),
-            ServerFrame::Health(text) => ServerMessage::Health(text.into_owned()),
-            ServerFrame::Restarting {
-                reconnect_in_ms,
-                try_for_ms,
-            } => ServerMessage::Restarting {
-                reconnect_in_ms,
-                try_for_ms,
-            },
-            ServerFrame::Unknown { frame_type } => ServerMessage::Unknown { frame_type, len },
-        }
-    }
-}
+/// A frame from the server as [`Client::recv`] hands it out: the protocol's own
+/// [`ServerFrame`], owning its bytes.
+pub type ServerMessage = ServerFrame<'static>;
+pub use crate::proto::frame::ServerFrame;
 
 fn invalid_data(err: impl std::error::Error + Send + Sync + 'static) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, err)
@@ -319,9 +242,8 @@ impl ClientReader {
     /// Reads and parses the next frame.
     pub async fn recv(&mut self) -> io::Result<ServerMessage> {
         let (frame_type, payload) = self.recv_frame().await?;
-        let len = payload.len();
         let frame = frame::parse_server_frame(frame_type, payload).map_err(invalid_data)?;
-        Ok(ServerMessage::from_frame(frame, len))
+        Ok(frame.into_owned())
     }
 }
 

@@ -223,15 +223,15 @@ async fn assert_echo_and_pong(client: &mut Client) {
     client.send_packet(&me, b"hello derp").await.unwrap();
     assert_eq!(
         client.recv().await.unwrap(),
-        ServerMessage::RecvPacket {
+        ServerFrame::RecvPacket {
             src: me,
-            data: b"hello derp".to_vec()
+            data: b"hello derp".to_vec().into()
         }
     );
     client.ping([1, 2, 3, 4, 5, 6, 7, 0x2a]).await.unwrap();
     assert_eq!(
         client.recv().await.unwrap(),
-        ServerMessage::Pong([1, 2, 3, 4, 5, 6, 7, 0x2a])
+        ServerFrame::Pong([1, 2, 3, 4, 5, 6, 7, 0x2a])
     );
 }
 
@@ -456,9 +456,9 @@ fn split_halves_work_from_two_tasks() {
         });
         for i in 0..COUNT {
             match reader.recv().await.unwrap() {
-                ServerMessage::RecvPacket { src, data } => {
+                ServerFrame::RecvPacket { src, data } => {
                     assert_eq!(src, me);
-                    assert_eq!(data, i.to_be_bytes());
+                    assert_eq!(*data, i.to_be_bytes());
                 }
                 other => panic!("unexpected {other:?}"),
             }
@@ -474,9 +474,9 @@ fn split_halves_work_from_two_tasks() {
             .unwrap();
         assert_eq!(
             reader.recv().await.unwrap(),
-            ServerMessage::RecvPacket {
+            ServerFrame::RecvPacket {
                 src: me,
-                data: vec![7; MAX_PACKET_SIZE]
+                data: vec![7; MAX_PACKET_SIZE].into()
             }
         );
     });

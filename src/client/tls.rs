@@ -63,10 +63,21 @@ pub fn cert_pin(cert: &CertificateDer<'_>) -> String {
     format!("{PIN_PREFIX}{}", hex_lower(digest.as_ref()))
 }
 
-/// Accepts the chain as is; only the handshake signatures are verified.
+/// Accepts any certificate chain as is; only the handshake signatures are verified. The
+/// one accept-any verifier of the crate: the client's `TlsVerify::Insecure` and tests that
+/// look at what a server presents use it.
 #[derive(Debug)]
-struct AcceptAnyCert {
+pub struct AcceptAnyCert {
     provider: Arc<CryptoProvider>,
+}
+
+impl AcceptAnyCert {
+    /// A verifier checking handshake signatures with `provider`'s algorithms.
+    pub fn new(provider: impl Into<Arc<CryptoProvider>>) -> AcceptAnyCert {
+        AcceptAnyCert {
+            provider: provider.into(),
+        }
+    }
 }
 
 /// Accepts exactly one non-meta certificate whose SHA-256 equals the pin, which must be
@@ -281,7 +292,7 @@ pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConf
         TlsVerify::Plaintext => return Ok(None),
         TlsVerify::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert { provider }))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert::new(provider)))
             .with_no_client_auth(),
         TlsVerify::Pin(pin) => builder
             .dangerous()

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::proto::http::{self as http_proto, RequestHead};
 
-use super::shared::Server;
+use super::server::Server;
 
 /// Headers upstream adds to pages a browser may show.
 const BROWSER_HEADERS: [(&str, &str); 4] = [
@@ -166,7 +166,7 @@ fn respond_common(server: &Server, head: &RequestHead, peer: SocketAddr) -> Opti
 }
 
 fn count(server: &Server, route: &'static str) {
-    server.metrics().http_requests.bump(route);
+    server.telemetry.metrics().http_requests.bump(route);
 }
 
 /// Loopback (and configured networks) may read metrics, unless a proxy forwarded the request.
@@ -188,18 +188,18 @@ pub(crate) fn render_metrics(server: &Server) -> String {
     let _ = writeln!(
         out,
         "# HELP tinyderp_uptime_seconds Seconds since start.\n# TYPE tinyderp_uptime_seconds gauge\ntinyderp_uptime_seconds {}",
-        server.started.elapsed().as_secs()
+        server.telemetry.started.elapsed().as_secs()
     );
-    server.hub().relay.render_metrics(&mut out);
-    server.metrics().render(&mut out);
+    server.hub.lock().relay.render_metrics(&mut out);
+    server.telemetry.metrics().render(&mut out);
     out
 }
 
 /// The status page: what this server is, how long it has run, how many clients are
 /// connected, and the DERP map snippet to paste.
 fn home_page(server: &Server, head: &RequestHead, peer: SocketAddr) -> Vec<u8> {
-    let stats = server.hub().relay.stats();
-    let uptime = server.started.elapsed().as_secs();
+    let stats = server.hub.lock().relay.stats();
+    let uptime = server.telemetry.started.elapsed().as_secs();
     let mut page = String::with_capacity(4096);
     let _ = write!(
         page,
@@ -212,8 +212,8 @@ fn home_page(server: &Server, head: &RequestHead, peer: SocketAddr) -> Vec<u8> {
         hours = uptime % 86_400 / 3_600,
         minutes = uptime % 3_600 / 60,
         clients = stats.connections,
-        key = server.public,
-        pin = server.resolver.pin(),
+        key = server.identity.public,
+        pin = server.tls.resolver.pin(),
     );
     if debug_allowed(server, head, peer.ip()) {
         page.push_str("<p><a href=\"/debug/varz\">Metrics</a></p>\n");

@@ -11,7 +11,7 @@ use nix::sys::socket::{
 };
 use smol::net::{TcpListener, TcpStream, UdpSocket};
 
-use super::shared::RunError;
+use super::error::RunError;
 
 /// Opens a listening TCP socket; `[::]` is bound dual-stack and falls back to `0.0.0.0`
 /// when the machine has IPv6 turned off.
@@ -20,15 +20,22 @@ pub(crate) fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, RunError> {
     // The C library's SOMAXCONN: 4096 on glibc, 128 on musl (nix refuses anything larger).
     socket::listen(&fd, Backlog::MAXCONN).map_err(|err| bind_error(addr, err))?;
     let std_listener = StdTcpListener::from(fd);
-    TcpListener::try_from(std_listener)
-        .map_err(|err| RunError(format!("cannot listen on {addr}: {err}")))
+    TcpListener::try_from(std_listener).map_err(|err| RunError::Register {
+        addr,
+        udp: false,
+        err,
+    })
 }
 
 /// Opens the STUN UDP socket, dual-stack like [`bind_tcp`].
 pub(crate) fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, RunError> {
     let fd = bind_with_fallback(addr, SockType::Datagram)?;
     let std_socket = StdUdpSocket::from(fd);
-    UdpSocket::try_from(std_socket).map_err(|err| RunError(format!("cannot use udp {addr}: {err}")))
+    UdpSocket::try_from(std_socket).map_err(|err| RunError::Register {
+        addr,
+        udp: true,
+        err,
+    })
 }
 
 fn bind_with_fallback(addr: SocketAddr, kind: SockType) -> Result<OwnedFd, RunError> {
@@ -59,15 +66,7 @@ fn bind_socket(addr: SocketAddr, kind: SockType) -> Result<OwnedFd, nix::Error> 
 }
 
 fn bind_error(addr: SocketAddr, err: nix::Error) -> RunError {
-    let hint = match err {
-        nix::Error::EADDRINUSE => {
-            " (another program uses this port: pick another with -a/--stun-port/--http-port)"
-        }
-        nix::Error::EACCES => " (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
-        nix::Error::EADDRNOTAVAIL => " (this machine has no such address)",
-        _ => "",
-    };
-    RunError(format!("cannot listen on {addr}: {err}{hint}"))
+    RunError::Bind { addr, err }
 }
 
 /// Socket options for an accepted client: no Nagle delay (DERP batches its own writes),

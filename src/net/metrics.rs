@@ -2,6 +2,10 @@
 //! relay's own counters on `/debug/varz` in Prometheus text format.
 
 use std::fmt::Write;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use super::logging::RateLimitedLog;
 
 /// Distinct labels a labelled counter keeps; labels are static strings from our own code,
 /// so this is a guard against a programming slip, not against input.
@@ -159,6 +163,35 @@ impl NetMetrics {
             "reason",
             "clients closed after the handshake by admission or --max-clients",
         );
+    }
+}
+
+/// What every task reports through: the I/O counters, the rate-limited log for
+/// per-connection failures, and the start time (uptime).
+pub(crate) struct Telemetry {
+    /// Counters owned by the I/O edge.
+    metrics: Mutex<NetMetrics>,
+    /// Rate-limited log for per-connection failures.
+    pub conn_log: RateLimitedLog,
+    /// Start time, for uptime.
+    pub started: Instant,
+}
+
+impl Telemetry {
+    /// Zero counters, an empty log window, started now.
+    pub fn new() -> Telemetry {
+        Telemetry {
+            metrics: Mutex::new(NetMetrics::default()),
+            conn_log: RateLimitedLog::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Locks the I/O counters.
+    pub fn metrics(&self) -> MutexGuard<'_, NetMetrics> {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

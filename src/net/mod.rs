@@ -1,17 +1,30 @@
 //! The I/O edge of tinyderp: listeners, TLS, the HTTP front, per-client tasks, the STUN
-//! socket, socket options and signals. This is the only module that touches sockets, the
-//! clock and the async runtime; everything it learns it hands to `relay` as events with
-//! `now`, and it carries out the actions `relay` returns.
+//! socket, socket options, signals, and the admission checks' sockets. This is the only
+//! module that touches sockets, the clock and the async runtime; everything it learns it
+//! hands to `relay` as events with `now`, and it carries out the actions `relay` returns.
+//!
+//! Inside, imports point one way (no cycles): `run` -> `accept` -> `session`/`http` ->
+//! the shared parts (`server`, `hub`, `pacing`, `admission`, `metrics`) -> `deadline`,
+//! `logging`, `error`.
 
-mod conn;
-mod derp;
+mod accept;
+mod admission;
+mod deadline;
+mod error;
 mod http;
-mod limits;
+mod hub;
 mod listen;
 mod logging;
 mod metrics;
-mod shared;
+mod pacing;
+mod run;
+mod server;
+mod session;
+pub(crate) mod statefile;
 mod stun;
 
+pub use admission::AdmissionSetupError;
+pub use error::RunError;
 pub use logging::RateLimitedLog;
-pub use shared::{run, RunError};
+pub use pacing::RateConfigError;
+pub use run::run;

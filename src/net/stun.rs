@@ -1,14 +1,13 @@
 //! The STUN responder: one UDP socket, answers binding requests with the sender's
 //! address, drops and counts everything else. Never throttled (netcheck relies on it).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use smol::net::UdpSocket;
 
 use crate::proto::stun;
 
-use super::shared::Server;
+use super::metrics::Telemetry;
 
 /// Largest datagram read; bigger ones are truncated and then fail to parse.
 const MAX_DATAGRAM: usize = 2048;
@@ -16,14 +15,14 @@ const MAX_DATAGRAM: usize = 2048;
 const READ_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 /// Serves STUN on `socket` until the task is dropped.
-pub(crate) async fn serve(server: Arc<Server>, socket: UdpSocket) {
+pub(crate) async fn serve(telemetry: &Telemetry, socket: UdpSocket) {
     let mut buf = [0u8; MAX_DATAGRAM];
     let mut reply = [0u8; 44];
     loop {
         let (len, from) = match socket.recv_from(&mut buf).await {
             Ok(got) => got,
             Err(err) => {
-                server.metrics().stun_requests.bump("read_error");
+                telemetry.metrics().stun_requests.bump("read_error");
                 log::warn!("STUN read error: {err}");
                 smol::Timer::after(READ_ERROR_PAUSE).await;
                 continue;
@@ -33,7 +32,7 @@ pub(crate) async fn serve(server: Arc<Server>, socket: UdpSocket) {
         let txid = match stun::parse_binding_request(packet) {
             Ok(txid) => txid,
             Err(err) => {
-                server.metrics().stun_requests.bump(err.reason());
+                telemetry.metrics().stun_requests.bump(err.reason());
                 continue;
             }
         };
@@ -49,7 +48,7 @@ pub(crate) async fn serve(server: Arc<Server>, socket: UdpSocket) {
             Ok(_) => "success",
             Err(_) => "write_error",
         };
-        let mut metrics = server.metrics();
+        let mut metrics = telemetry.metrics();
         metrics.stun_requests.bump(disposition);
         if disposition == "success" {
             metrics.stun_family.bump(family);

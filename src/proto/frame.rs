@@ -8,6 +8,7 @@
 //! +--------+--------------------------+------------------------+
 //! ```
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use super::key::PublicKey;
@@ -407,7 +408,9 @@ pub fn encode_ping(out: &mut Vec<u8>, data: &[u8; 8]) {
     encode_frame(out, FrameType::Ping, &[data]);
 }
 
-/// A frame received by a client from the server, borrowed from the read buffer.
+/// A frame received by a client from the server: borrowed from the read buffer as
+/// [`parse_server_frame`] returns it, or owned (`ServerFrame<'static>`, see
+/// [`ServerFrame::into_owned`]) as the client hands it out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServerFrame<'a> {
     /// The server's public key (first frame; skipped by fast-start clients).
@@ -417,13 +420,13 @@ pub enum ServerFrame<'a> {
     },
     /// Sealed ServerInfo blob (nonce + tag + ciphertext); open with
     /// [`super::handshake::open_server_info`].
-    ServerInfo(&'a [u8]),
+    ServerInfo(Cow<'a, [u8]>),
     /// A packet relayed from `src`.
     RecvPacket {
         /// Sender's public key.
         src: PublicKey,
         /// Packet data.
-        data: &'a [u8],
+        data: Cow<'a, [u8]>,
     },
     /// Liveness only.
     KeepAlive,
@@ -448,7 +451,7 @@ pub enum ServerFrame<'a> {
     /// Answer to our Ping.
     Pong([u8; 8]),
     /// Problem text for this server; empty clears it (invalid UTF-8 is replaced).
-    Health(std::borrow::Cow<'a, str>),
+    Health(Cow<'a, str>),
     /// The server is restarting: reconnect after `reconnect_in_ms`, keep trying for `try_for_ms`.
     Restarting {
         /// Delay before the first reconnect attempt.
@@ -460,7 +463,41 @@ pub enum ServerFrame<'a> {
     Unknown {
         /// Raw type byte.
         frame_type: u8,
+        /// Payload length.
+        len: usize,
     },
+}
+
+impl ServerFrame<'_> {
+    /// The same frame owning its bytes, so it outlives the read buffer.
+    pub fn into_owned(self) -> ServerFrame<'static> {
+        match self {
+            ServerFrame::ServerKey { key } => ServerFrame::ServerKey { key },
+            ServerFrame::ServerInfo(sealed) => {
+                ServerFrame::ServerInfo(Cow::Owned(sealed.into_owned()))
+            }
+            ServerFrame::RecvPacket { src, data } => ServerFrame::RecvPacket {
+                src,
+                data: Cow::Owned(data.into_owned()),
+            },
+            ServerFrame::KeepAlive => ServerFrame::KeepAlive,
+            ServerFrame::PeerGone { key, reason } => ServerFrame::PeerGone { key, reason },
+            ServerFrame::PeerPresent { key, addr, flags } => {
+                ServerFrame::PeerPresent { key, addr, flags }
+            }
+            ServerFrame::Ping(data) => ServerFrame::Ping(data),
+            ServerFrame::Pong(data) => ServerFrame::Pong(data),
+            ServerFrame::Health(text) => ServerFrame::Health(Cow::Owned(text.into_owned())),
+            ServerFrame::Restarting {
+                reconnect_in_ms,
+                try_for_ms,
+            } => ServerFrame::Restarting {
+                reconnect_in_ms,
+                try_for_ms,
+            },
+            ServerFrame::Unknown { frame_type, len } => ServerFrame::Unknown { frame_type, len },
+        }
+    }
 }
 
 /// Why a frame from the server could not be parsed.
@@ -531,10 +568,10 @@ pub fn parse_server_frame(
                 key: key_at(MAGIC.len())?,
             }
         }
-        Some(FrameType::ServerInfo) => ServerFrame::ServerInfo(payload),
+        Some(FrameType::ServerInfo) => ServerFrame::ServerInfo(Cow::Borrowed(payload)),
         Some(FrameType::RecvPacket) => ServerFrame::RecvPacket {
             src: key_at(0)?,
-            data: payload.get(32..).ok_or_else(bad)?,
+            data: Cow::Borrowed(payload.get(32..).ok_or_else(bad)?),
         },
         Some(FrameType::KeepAlive) => ServerFrame::KeepAlive,
         Some(FrameType::PeerGone) => ServerFrame::PeerGone {
@@ -580,7 +617,10 @@ pub fn parse_server_frame(
                 try_for_ms: u32::from_be_bytes([e, f, g, h]),
             }
         }
-        _ => ServerFrame::Unknown { frame_type },
+        _ => ServerFrame::Unknown {
+            frame_type,
+            len: payload.len(),
+        },
     })
 }
 
@@ -677,7 +717,7 @@ mod tests {
             parse_server_frame(t, p),
             Ok(ServerFrame::RecvPacket {
                 src: key(0x22),
-                data: b"hi"
+                data: Cow::Borrowed(b"hi")
             })
         );
 
@@ -956,12 +996,12 @@ mod tests {
             parse_server_frame(0x05, &[3; 32]),
             Ok(ServerFrame::RecvPacket {
                 src: key(3),
-                data: &[]
+                data: Cow::Borrowed(&[])
             })
         );
         assert_eq!(
             parse_server_frame(0x03, &[1, 2]),
-            Ok(ServerFrame::ServerInfo(&[1, 2]))
+            Ok(ServerFrame::ServerInfo(Cow::Borrowed(&[1, 2])))
         );
         assert_eq!(
             parse_server_frame(0x14, &[0x66, 0xff]),
@@ -971,7 +1011,8 @@ mod tests {
             assert_eq!(
                 parse_server_frame(unknown, &[1, 2, 3]),
                 Ok(ServerFrame::Unknown {
-                    frame_type: unknown
+                    frame_type: unknown,
+                    len: 3
                 })
             );
         }

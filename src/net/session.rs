@@ -17,16 +17,18 @@ use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpStream;
 
-use crate::admit::{self, Refusal};
+use crate::admit::Refusal;
 use crate::proto::frame::{self, FrameHeader, FrameType, PayloadPlan, HEADER_LEN};
-use crate::proto::handshake::{self, ClientInfo, SharedBox};
+use crate::proto::handshake::{self, ClientInfo, HandshakeError, SharedBox};
 use crate::proto::http::{self as http_proto, RequestHead};
 use crate::proto::key::PublicKey;
 use crate::relay::{ConnId, ConnParams};
 
-use super::conn::with_deadline;
-use super::limits::ReadLimiter;
-use super::shared::{ConnHandle, Server};
+use super::admission;
+use super::deadline::with_deadline;
+use super::hub::{ConnHandle, SharedHub};
+use super::pacing::ReadLimiter;
+use super::server::Server;
 
 /// Deadline for each handshake step: writing ServerKey, then reading ClientInfo (as upstream).
 const HANDSHAKE_STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,22 +88,52 @@ impl Drop for LargeClientInfo {
     }
 }
 
-/// Why a DERP connection ended during the handshake; the label goes to the metrics.
-struct HandshakeFailure {
-    reason: &'static str,
-    detail: String,
+/// Why a DERP login (ServerKey out, ClientInfo in) failed; the label goes to the metrics.
+#[derive(Debug)]
+enum LoginError {
+    /// The socket failed, closed or ran out of time.
+    Io(std::io::Error),
+    /// The first frame was not ClientInfo.
+    WrongFrameType(u8),
+    /// ClientInfo shorter or longer than the protocol allows.
+    ClientInfoBadLength(usize),
+    /// A large ClientInfo while the server-wide budget for them is spent.
+    ClientInfoBudget(usize),
+    /// The sealed ClientInfo could not be opened or parsed.
+    ClientInfo(HandshakeError),
 }
 
-impl HandshakeFailure {
-    fn io(err: std::io::Error) -> HandshakeFailure {
-        let reason = match err.kind() {
-            std::io::ErrorKind::TimedOut => "timeout",
-            std::io::ErrorKind::UnexpectedEof => "eof",
-            _ => "io_error",
-        };
-        HandshakeFailure {
-            reason,
-            detail: err.to_string(),
+impl LoginError {
+    /// Short stable label for metrics and logs.
+    fn label(&self) -> &'static str {
+        match self {
+            LoginError::Io(err) => match err.kind() {
+                std::io::ErrorKind::TimedOut => "timeout",
+                std::io::ErrorKind::UnexpectedEof => "eof",
+                _ => "io_error",
+            },
+            LoginError::WrongFrameType(_) => "wrong_frame_type",
+            LoginError::ClientInfoBadLength(_) => "client_info_bad_length",
+            LoginError::ClientInfoBudget(_) => "client_info_budget",
+            LoginError::ClientInfo(err) => err.reason(),
+        }
+    }
+}
+
+impl std::fmt::Display for LoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoginError::Io(err) => write!(f, "{err}"),
+            LoginError::WrongFrameType(frame_type) => write!(
+                f,
+                "first frame has type {frame_type:#04x}, expected ClientInfo"
+            ),
+            LoginError::ClientInfoBadLength(len) => write!(f, "ClientInfo of {len} bytes"),
+            LoginError::ClientInfoBudget(len) => write!(
+                f,
+                "ClientInfo of {len} bytes while the budget for large ones is spent"
+            ),
+            LoginError::ClientInfo(err) => write!(f, "{err}"),
         }
     }
 }
@@ -120,7 +152,7 @@ pub(crate) async fn serve<S>(
     let (read_half, mut writer) = smol::io::split(stream);
     let mut reader = smol::io::Cursor::new(leftover).chain(read_half);
     // The login and admission steps are boxed so their state is freed when they end and
-    // is not reserved in the task for the life of the connection (see conn.rs).
+    // is not reserved in the task for the life of the connection (see accept.rs).
     let login = with_deadline(HANDSHAKE_STEP_TIMEOUT.saturating_mul(2), async {
         Ok(Box::pin(handshake(&server, &mut reader, &mut writer, &head)).await)
     })
@@ -128,24 +160,28 @@ pub(crate) async fn serve<S>(
     let (client_key, info, shared_box) = match login {
         Ok(Ok(login)) => login,
         Ok(Err(failure)) => return log_failure(&server, peer, failure),
-        Err(err) => return log_failure(&server, peer, HandshakeFailure::io(err)),
+        Err(err) => return log_failure(&server, peer, LoginError::Io(err)),
     };
-    let is_mesh = match (server.mesh_key, info.mesh_key) {
+    let is_mesh = match (server.identity.mesh_key, info.mesh_key) {
         (Some(ours), Some(theirs)) => constant_time_eq(&ours, &theirs),
         _ => false,
     };
     // Admission runs here, in this connection's task, under the checks' own deadlines,
     // so a slow tailscaled or admission URL holds up only this client.
     if !is_mesh {
-        match Box::pin(admit::decide(
+        match Box::pin(admission::decide(
             &server.config.admit,
-            &server.admit,
+            &server.admission,
             &client_key,
             Some(peer.ip()),
         ))
         .await
         {
-            Ok(how) => server.metrics().admission_allowed.bump(how.label()),
+            Ok(how) => server
+                .telemetry
+                .metrics()
+                .admission_allowed
+                .bump(how.label()),
             Err(refusal) => return refuse(&server, peer, &client_key, &refusal),
         }
     }
@@ -162,16 +198,16 @@ pub(crate) async fn serve<S>(
             .is_some_and(|node| !node.is_empty()),
     };
     let id = {
-        let mut hub = server.hub();
+        let mut hub = server.hub.lock();
         // Checked under the same lock as the registration, so the limit cannot be passed
         // by clients finishing their handshakes together.
         if let Some(max) = server.config.limits.max_clients {
             if !is_mesh && hub.conns.len() >= max {
                 drop(hub);
-                let refusal = Refusal {
-                    reason: "max_clients",
-                    detail: format!("server full ({max} clients; see --max-clients)"),
-                };
+                let refusal = Refusal::new(
+                    "max_clients",
+                    format!("server full ({max} clients; see --max-clients)"),
+                );
                 return refuse(&server, peer, &client_key, &refusal);
             }
         }
@@ -208,7 +244,7 @@ pub(crate) async fn serve<S>(
     if sent_info.is_ok() {
         let outcome = read_loop(&server, id, &mut reader, ReadLimiter::new(is_mesh))
             .or(write_loop(
-                &server,
+                &server.hub,
                 id,
                 &mut writer,
                 wake_rx,
@@ -222,7 +258,7 @@ pub(crate) async fn serve<S>(
             }
         }
     }
-    let mut hub = server.hub();
+    let mut hub = server.hub.lock();
     let hub = &mut *hub;
     hub.relay.unregister(id, Instant::now(), &mut hub.actions);
     if let Some(handle) = hub.conns.remove(&id) {
@@ -238,68 +274,53 @@ async fn handshake<R, W>(
     reader: &mut R,
     writer: &mut W,
     head: &RequestHead,
-) -> Result<(PublicKey, ClientInfo, SharedBox), HandshakeFailure>
+) -> Result<(PublicKey, ClientInfo, SharedBox), LoginError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut out = Vec::new();
     if !head.fast_start {
-        out.extend_from_slice(&http_proto::derp_switching_protocols(&server.public));
+        out.extend_from_slice(&http_proto::derp_switching_protocols(
+            &server.identity.public,
+        ));
     }
-    frame::encode_server_key(&mut out, &server.public);
+    frame::encode_server_key(&mut out, &server.identity.public);
     write_all_flush(writer, &out, Some(HANDSHAKE_STEP_TIMEOUT))
         .await
-        .map_err(HandshakeFailure::io)?;
+        .map_err(LoginError::Io)?;
 
     let mut header = [0u8; HEADER_LEN];
     with_deadline(HANDSHAKE_STEP_TIMEOUT, reader.read_exact(&mut header))
         .await
-        .map_err(HandshakeFailure::io)?;
+        .map_err(LoginError::Io)?;
     let header = FrameHeader::decode(header);
     if header.frame_type != FrameType::ClientInfo as u8 {
-        return Err(HandshakeFailure {
-            reason: "wrong_frame_type",
-            detail: format!(
-                "first frame has type {:#04x}, expected ClientInfo",
-                header.frame_type
-            ),
-        });
+        return Err(LoginError::WrongFrameType(header.frame_type));
     }
     let len = header.len as usize;
     if !(frame::MIN_CLIENT_INFO_LEN..=frame::MAX_CLIENT_INFO_LEN).contains(&len) {
-        return Err(HandshakeFailure {
-            reason: "client_info_bad_length",
-            detail: format!("ClientInfo of {len} bytes"),
-        });
+        return Err(LoginError::ClientInfoBadLength(len));
     }
     let _reservation = if len > SMALL_CLIENT_INFO {
-        Some(
-            LargeClientInfo::reserve(len).ok_or_else(|| HandshakeFailure {
-                reason: "client_info_budget",
-                detail: format!(
-                    "ClientInfo of {len} bytes while the budget for large ones is spent"
-                ),
-            })?,
-        )
+        Some(LargeClientInfo::reserve(len).ok_or(LoginError::ClientInfoBudget(len))?)
     } else {
         None
     };
     let mut payload = vec![0u8; len];
     with_deadline(HANDSHAKE_STEP_TIMEOUT, reader.read_exact(&mut payload))
         .await
-        .map_err(HandshakeFailure::io)?;
-    handshake::open_client_info_box(&server.secret, &payload).map_err(|err| HandshakeFailure {
-        reason: err.reason(),
-        detail: err.to_string(),
-    })
+        .map_err(LoginError::Io)?;
+    handshake::open_client_info_box(&server.identity.secret, &payload)
+        .map_err(LoginError::ClientInfo)
 }
 
 /// Counts and logs a client refused after its handshake; the caller then drops the
 /// connection without sending ServerInfo (as upstream).
 fn refuse(server: &Server, peer: SocketAddr, key: &PublicKey, refusal: &Refusal) {
-    server.metrics().admission_refused.bump(refusal.reason);
-    server.conn_log.log(
+    let telemetry = &server.telemetry;
+    telemetry.metrics().admission_refused.bump(refusal.reason);
+    telemetry.conn_log.log(
         log::Level::Info,
         format_args!(
             "derp: {peer}: client {} refused: {}",
@@ -307,31 +328,27 @@ fn refuse(server: &Server, peer: SocketAddr, key: &PublicKey, refusal: &Refusal)
             refusal.detail
         ),
     );
-    if server.config.admit.log_refused_keys {
-        let fresh = server
-            .refused_keys
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .should_log(key, Instant::now());
-        // Once per key (see RefusedKeys), and under the shared per-connection log budget,
-        // so a scanner inventing keys cannot flood the log either.
-        if fresh {
-            server.conn_log.log(
-                log::Level::Info,
-                format_args!("{}", admit::learn_line(key, Some(peer.ip()), refusal)),
-            );
-        }
+    // Once per key (see RefusedKeys), and under the shared per-connection log budget,
+    // so a scanner inventing keys cannot flood the log either.
+    if let Some(line) = server
+        .admission
+        .learn(&server.config.admit, key, Some(peer.ip()), refusal)
+    {
+        telemetry
+            .conn_log
+            .log(log::Level::Info, format_args!("{line}"));
     }
 }
 
-fn log_failure(server: &Server, peer: SocketAddr, failure: HandshakeFailure) {
-    server
+fn log_failure(server: &Server, peer: SocketAddr, failure: LoginError) {
+    let telemetry = &server.telemetry;
+    telemetry
         .metrics()
         .derp_handshake_failures
-        .bump(failure.reason);
-    server.conn_log.log(
+        .bump(failure.label());
+    telemetry.conn_log.log(
         log::Level::Info,
-        format_args!("derp: {peer}: login failed: {}", failure.detail),
+        format_args!("derp: {peer}: login failed: {failure}"),
     );
 }
 
@@ -349,14 +366,16 @@ async fn read_loop<R: AsyncRead + Unpin>(
         reader.read_exact(&mut header).await?;
         let header = FrameHeader::decode(header);
         // Pacing delays reading the payload: the sender meets TCP back-pressure.
-        limiter.before_frame(server, header.len).await;
+        limiter
+            .before_frame(&server.pacing, &server.telemetry, header.len)
+            .await;
         let plan = frame::plan_client_payload(header).map_err(protocol_error)?;
         let now;
         let result = match plan {
             PayloadPlan::Skip(len) => {
                 skip(reader, len).await?;
                 now = Instant::now();
-                let mut hub = server.hub();
+                let mut hub = server.hub.lock();
                 let hub = &mut *hub;
                 let result =
                     hub.relay
@@ -370,7 +389,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 let parsed = frame::parse_client_frame(header.frame_type, &payload)
                     .map_err(protocol_error)?;
                 now = Instant::now();
-                let mut hub = server.hub();
+                let mut hub = server.hub.lock();
                 let hub = &mut *hub;
                 let result = hub.relay.handle_frame(id, parsed, now, &mut hub.actions);
                 hub.apply_actions();
@@ -405,7 +424,7 @@ async fn skip<R: AsyncRead + Unpin>(reader: &mut R, mut len: u64) -> std::io::Re
 
 /// Writes relay output and keep-alives until the connection is closed or a write fails.
 async fn write_loop<W: AsyncWrite + Unpin>(
-    server: &Server,
+    hub: &SharedHub,
     id: ConnId,
     writer: &mut W,
     wake: Receiver<()>,
@@ -434,15 +453,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 frame::encode_keep_alive(&mut out);
                 next_keep_alive = now.checked_add(period).unwrap_or(now);
             }
-            let drained = {
-                let mut hub = server.hub();
-                hub.relay.drain_outgoing(id, &mut out, MAX_WRITE_BATCH)
-            };
+            let drained = hub
+                .lock()
+                .relay
+                .drain_outgoing(id, &mut out, MAX_WRITE_BATCH);
             if out.is_empty() {
                 break;
             }
             if let Err(err) = write_all_flush(writer, &out, write_timeout).await {
-                server.hub().relay.note_write_failure(&drained);
+                hub.lock().relay.note_write_failure(&drained);
                 return Err(err);
             }
             if !drained.more {

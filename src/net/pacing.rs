@@ -3,14 +3,87 @@
 //! cap, both enforced by delaying the read of the next frame, so a fast sender meets
 //! TCP back-pressure instead of losing packets (upstream §3.10).
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::config::{parse_rate_config, ByteRate, MAX_RATE_CONFIG_LEN};
+use crate::config::{parse_rate_config, ByteRate, Limits, MAX_RATE_CONFIG_LEN};
 use crate::relay::{TokenBucket, MIN_BYTE_BURST};
 
-use super::shared::Server;
+use super::metrics::Telemetry;
+
+/// The uplink limits every DERP connection task reads through: the per-client rate in
+/// force and the server-wide cap.
+pub(crate) struct Pacing {
+    /// The per-client receive rate in force (from the flags or `--rate-config`).
+    pub client_rate: ClientRate,
+    /// The server-wide cap on bytes read from DERP connections, if configured.
+    pub total_bucket: Option<Mutex<TokenBucket>>,
+}
+
+impl Pacing {
+    /// The limits of `limits`, with the per-client rate read from `--rate-config` when set.
+    pub fn new(limits: &Limits) -> Result<Pacing, RateConfigError> {
+        let client_rate = match &limits.rate_config {
+            Some(path) => load_rate_config(path)?,
+            None => limits.client_rate,
+        };
+        let total_bucket = limits.total_rate.map(|rate| {
+            Mutex::new(TokenBucket::new(
+                rate.bytes_per_sec,
+                rate.burst,
+                Instant::now(),
+            ))
+        });
+        Ok(Pacing {
+            client_rate: ClientRate::new(client_rate),
+            total_bucket,
+        })
+    }
+}
+
+/// Why a `--rate-config` file could not be used.
+#[derive(Debug)]
+pub enum RateConfigError {
+    /// The file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// The file's content is not a valid rate config.
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (from the config parser).
+        reason: String,
+    },
+}
+
+impl RateConfigError {
+    /// Short stable label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RateConfigError::Read { .. } => "read",
+            RateConfigError::Parse { .. } => "parse",
+        }
+    }
+}
+
+impl fmt::Display for RateConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RateConfigError::Read { path, err } => {
+                write!(f, "cannot read {}: {err}", path.display())
+            }
+            RateConfigError::Parse { path, reason } => write!(f, "{}: {reason}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for RateConfigError {}
 
 /// The per-client rate currently in force, shared by every connection task and replaced
 /// on SIGHUP. A mutex rather than atomics: rate and burst change together, and 32-bit
@@ -64,13 +137,13 @@ impl ReadLimiter {
     /// Waits until a frame with `payload_len` bytes may be read: first this client's own
     /// rate, then the server-wide cap. At most one frame's worth (65568 bytes) is
     /// charged per frame, as upstream.
-    pub async fn before_frame(&mut self, server: &Server, payload_len: u32) {
+    pub async fn before_frame(&mut self, pacing: &Pacing, telemetry: &Telemetry, payload_len: u32) {
         let cost = u64::from(payload_len).min(MIN_BYTE_BURST);
         if cost == 0 {
             return;
         }
         if !self.exempt {
-            match server.client_rate.get() {
+            match pacing.client_rate.get() {
                 None => self.own = None,
                 Some(rate) => {
                     let now = Instant::now();
@@ -83,7 +156,7 @@ impl ReadLimiter {
                     let wait = bucket.reserve(cost, now);
                     if !wait.is_zero() {
                         {
-                            let mut metrics = server.metrics();
+                            let mut metrics = telemetry.metrics();
                             metrics.client_rate_waits = metrics.client_rate_waits.saturating_add(1);
                         }
                         smol::Timer::after(wait).await;
@@ -91,14 +164,14 @@ impl ReadLimiter {
                 }
             }
         }
-        if let Some(total) = &server.total_bucket {
+        if let Some(total) = &pacing.total_bucket {
             let wait = total
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .reserve(cost, Instant::now());
             if !wait.is_zero() {
                 {
-                    let mut metrics = server.metrics();
+                    let mut metrics = telemetry.metrics();
                     metrics.total_rate_waits = metrics.total_rate_waits.saturating_add(1);
                 }
                 smol::Timer::after(wait).await;
@@ -108,15 +181,21 @@ impl ReadLimiter {
 }
 
 /// Reads and parses a `--rate-config` file.
-pub(crate) fn load_rate_config(path: &Path) -> Result<Option<ByteRate>, String> {
+pub(crate) fn load_rate_config(path: &Path) -> Result<Option<ByteRate>, RateConfigError> {
     use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let read_error = |err| RateConfigError::Read {
+        path: path.to_path_buf(),
+        err,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
     let mut text = String::new();
     file.take(MAX_RATE_CONFIG_LEN)
         .read_to_string(&mut text)
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    parse_rate_config(&text).map_err(|err| format!("{}: {err}", path.display()))
+        .map_err(read_error)?;
+    parse_rate_config(&text).map_err(|reason| RateConfigError::Parse {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 /// The log line for the per-client rate in force (upstream's wording, plus "off").
@@ -130,14 +209,11 @@ pub(crate) fn describe_client_rate(rate: Option<ByteRate>) -> String {
     }
 }
 
-/// SIGHUP: re-reads `--rate-config` if one is set; a bad file keeps the old setting.
-pub(crate) fn reload_rate_config(server: &Server) {
-    let Some(path) = &server.config.limits.rate_config else {
-        return;
-    };
+/// SIGHUP: re-reads `--rate-config` from `path`; a bad file keeps the old setting.
+pub(crate) fn reload_rate_config(pacing: &Pacing, path: &Path) {
     match load_rate_config(path) {
         Ok(rate) => {
-            server.client_rate.set(rate);
+            pacing.client_rate.set(rate);
             log::info!("SIGHUP: {}", describe_client_rate(rate));
         }
         Err(err) => log::error!("SIGHUP: rate config not reloaded, keeping the old one: {err}"),
@@ -167,12 +243,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rate.json");
         let missing = load_rate_config(&path).unwrap_err();
+        assert_eq!(missing.label(), "read");
+        let missing = missing.to_string();
         assert!(
             missing.starts_with("cannot read ") && missing.contains("rate.json"),
             "{missing}"
         );
         std::fs::write(&path, "[1]").unwrap();
         let bad = load_rate_config(&path).unwrap_err();
+        assert_eq!(bad.label(), "parse");
+        let bad = bad.to_string();
         assert!(bad.contains("rate.json: not a JSON object"), "{bad}");
         std::fs::write(&path, r#"{"PerClientRateLimitBytesPerSec": 5000}"#).unwrap();
         assert_eq!(

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 
@@ -17,35 +16,21 @@ use crate::config::ACCEPT_TOKENS_PER_CONN;
 use crate::proto::http::{self as http_proto, RequestHead};
 use crate::relay::TokenBucket;
 
-use super::shared::Server;
-use super::{derp, http, listen};
+use super::deadline::with_deadline;
+use super::server::Server;
+use super::{http, listen, session};
 
 /// Time for the TLS handshake (upstream bounds handshake + request head by 30 s; a router
 /// cannot afford to hold sockets that long for scanners).
-pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to receive a complete HTTP request head after the TLS handshake.
-pub(crate) const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to write a plain HTTP response.
-pub(crate) const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (EMFILE and friends) so the loop cannot spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Bytes requested per read while collecting a request head.
 const HEAD_READ_CHUNK: usize = 1024;
-
-/// Runs `fut` with a deadline; running out becomes an `io::ErrorKind::TimedOut` error.
-pub(crate) async fn with_deadline<T>(
-    limit: Duration,
-    fut: impl std::future::Future<Output = std::io::Result<T>>,
-) -> std::io::Result<T> {
-    fut.or(async {
-        smol::Timer::after(limit).await;
-        Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "deadline passed",
-        ))
-    })
-    .await
-}
 
 /// Accepts connections until the task is dropped. `tls` selects the DERP listener (TLS,
 /// full router) or the optional plain-HTTP port.
@@ -70,13 +55,13 @@ pub(crate) async fn accept_loop(
                     break;
                 }
                 {
-                    let mut metrics = server.metrics();
+                    let mut metrics = server.telemetry.metrics();
                     metrics.tcp_accepts = metrics.tcp_accepts.saturating_add(1);
                 }
                 if let Some(bucket) = accept_bucket.as_mut() {
                     if !bucket.try_take(ACCEPT_TOKENS_PER_CONN, std::time::Instant::now()) {
                         // Accepted and closed at once (dropping the stream closes it).
-                        let mut metrics = server.metrics();
+                        let mut metrics = server.telemetry.metrics();
                         metrics.accept_rate_limited = metrics.accept_rate_limited.saturating_add(1);
                         continue;
                     }
@@ -91,10 +76,11 @@ pub(crate) async fn accept_loop(
             }
             Err(err) => {
                 {
-                    let mut metrics = server.metrics();
+                    let mut metrics = server.telemetry.metrics();
                     metrics.accept_errors = metrics.accept_errors.saturating_add(1);
                 }
                 server
+                    .telemetry
                     .conn_log
                     .log(log::Level::Warn, format_args!("accept failed: {err}"));
                 smol::Timer::after(ACCEPT_ERROR_PAUSE).await;
@@ -110,7 +96,7 @@ async fn handle_connection(server: Arc<Server>, stream: TcpStream, peer: SocketA
         return;
     }
     let tcp = stream.clone();
-    let acceptor = futures_rustls::TlsAcceptor::from(server.tls.clone());
+    let acceptor = futures_rustls::TlsAcceptor::from(server.tls.config.clone());
     // Each short phase of a connection runs in its own box: an async fn's state is as large
     // as its largest phase, so an inline TLS handshake or head buffer would stay reserved
     // in the task of every idle client for its whole life.
@@ -119,8 +105,8 @@ async fn handle_connection(server: Arc<Server>, stream: TcpStream, peer: SocketA
         Ok(tls_stream) => tls_stream,
         Err(err) => {
             let reason = tls_failure_reason(&err);
-            server.metrics().tls_failures.bump(reason);
-            server.conn_log.log(
+            server.telemetry.metrics().tls_failures.bump(reason);
+            server.telemetry.conn_log.log(
                 log::Level::Info,
                 format_args!("TLS handshake with {peer} failed: {err}"),
             );
@@ -128,7 +114,7 @@ async fn handle_connection(server: Arc<Server>, stream: TcpStream, peer: SocketA
         }
     };
     {
-        let mut metrics = server.metrics();
+        let mut metrics = server.telemetry.metrics();
         metrics.tls_handshakes = metrics.tls_handshakes.saturating_add(1);
     }
     // Boxed: passed by value, the TLS stream (~1.3 KB of rustls state) would be reserved
@@ -146,8 +132,12 @@ where
     let (head, leftover) = match with_deadline(REQUEST_HEAD_TIMEOUT, head_read).await {
         Ok(got) => got,
         Err(err) => {
-            server.metrics().http_requests.bump("bad_request_head");
-            server.conn_log.log(
+            server
+                .telemetry
+                .metrics()
+                .http_requests
+                .bump("bad_request_head");
+            server.telemetry.conn_log.log(
                 log::Level::Debug,
                 format_args!("{peer}: no valid request head: {err}"),
             );
@@ -161,8 +151,8 @@ where
     };
     match http::route_https(&server, &head, peer) {
         http::Route::Derp => {
-            server.metrics().http_requests.bump("derp");
-            derp::serve(server, stream, tcp, peer, head, leftover).await;
+            server.telemetry.metrics().http_requests.bump("derp");
+            session::serve(server, stream, tcp, peer, head, leftover).await;
         }
         http::Route::Respond(response) => {
             let _ = write_response(&mut stream, &response).await;
@@ -175,7 +165,11 @@ async fn serve_plain_http(server: &Server, mut stream: TcpStream, peer: SocketAd
     let head = match with_deadline(REQUEST_HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok((head, _)) => head,
         Err(_) => {
-            server.metrics().http_requests.bump("bad_request_head");
+            server
+                .telemetry
+                .metrics()
+                .http_requests
+                .bump("bad_request_head");
             return;
         }
     };
@@ -237,7 +231,7 @@ fn tls_failure_reason(err: &std::io::Error) -> &'static str {
 }
 
 /// IPv4 clients on a dual-stack socket arrive as `::ffff:a.b.c.d`; show and check them as IPv4.
-pub(crate) fn unmap(peer: SocketAddr) -> SocketAddr {
+fn unmap(peer: SocketAddr) -> SocketAddr {
     match peer {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
             Some(v4) => SocketAddr::new(v4.into(), v6.port()),
