@@ -5,13 +5,15 @@
 //! - [`relay`]: synchronous server state; bytes, events and `now` in, actions out.
 //! - [`net`]: the only module that touches sockets, clocks and the async runtime.
 //! - [`client`]: a DERP client built on `proto`, used by tests, the mesh and the load tool.
-//! - [`cli`], [`config`]: command line to validated [`config::Config`]; [`derpmap`]: DERP map snippets.
+//! - [`cli`] (flag definitions), [`config`] (validation), [`command`] (arguments to what
+//!   to do, joining the two): command line to validated [`config::Config`]; [`derpmap`]: DERP map snippets.
 //! - [`admit`]: who may use the relay (allowlist, local tailscaled, admission URL).
 
 pub mod admit;
 pub mod cert;
 pub mod cli;
 pub mod client;
+pub mod command;
 pub mod config;
 pub mod derpmap;
 pub mod keyfile;
