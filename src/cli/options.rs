@@ -210,18 +210,18 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         default: DefaultValue::Derived("state_dir"),
         valid: Some("/etc/tinyderp"),
-        summary: "Where the self-signed files are generated, or manual <hostname>.crt/.key are read.",
+        summary: "Where the self-signed files are generated, or manual HOSTNAME.crt and HOSTNAME.key are read.",
         ..opt("--certdir", Kind::Value, "string")
     },
     OptionSpec {
-        default: DefaultValue::Derived("<certdir>/<hostname>.crt"),
+        default: DefaultValue::Derived("HOSTNAME.crt in certdir"),
         valid: Some("/etc/ssl/derp.crt"),
         with: &[("certmode", "manual"), ("tls_key", "/etc/ssl/derp.key")],
         summary: "certmode manual: certificate chain file (PEM); needs tls_key.",
         ..opt("--tls-cert", Kind::Value, "string")
     },
     OptionSpec {
-        default: DefaultValue::Derived("<certdir>/<hostname>.key"),
+        default: DefaultValue::Derived("HOSTNAME.key in certdir"),
         valid: Some("/etc/ssl/derp.key"),
         with: &[("certmode", "manual"), ("tls_cert", "/etc/ssl/derp.crt")],
         summary: "certmode manual: private key file (PEM); needs tls_cert.",

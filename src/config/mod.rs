@@ -340,8 +340,6 @@ pub enum CertMode {
     Manual,
 }
 
-/// A flag that failed validation, and why.
-
 /// Flags accepted for derper compatibility whose feature is not built yet.
 fn refuse_unsupported(flags: &Flags) -> Result<(), ConfigError> {
     if given(&flags.mesh_with).is_some() {

@@ -25,13 +25,26 @@ fn quoted(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
 }
 
-/// The UCI names of the options of `kind`, space-separated.
+/// The UCI names of the options of `kind`, space-separated, in lines of at most 90
+/// columns (continued with a backslash inside the double quotes).
 fn names_of(kind: Kind) -> String {
-    uci_options()
+    let mut out = String::new();
+    let mut line_len = 0;
+    for name in uci_options()
         .filter(|spec| spec.kind == kind)
         .map(OptionSpec::uci_name)
-        .collect::<Vec<_>>()
-        .join(" ")
+    {
+        if line_len > 0 && line_len + name.len() + 2 > 90 {
+            out.push_str(" \\\n\t");
+            line_len = 8;
+        } else if line_len > 0 {
+            out.push(' ');
+            line_len += 1;
+        }
+        line_len += name.len();
+        out.push_str(&name);
+    }
+    out
 }
 
 /// The block between [`INIT_BEGIN`] and [`INIT_END`] (both included).
