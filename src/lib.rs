@@ -5,7 +5,8 @@
 //! - [`relay`]: synchronous server state; bytes, events and `now` in, actions out.
 //! - [`net`]: the only module that touches sockets, files, clocks and the async runtime.
 //! - [`client`]: a DERP client built on `proto`, used by tests, the mesh and the load tool.
-//! - [`cli`], [`config`]: command line to validated [`config::Config`]; [`derpmap`]: DERP map snippets.
+//! - [`cli`] (flag definitions), [`config`] (validation), [`command`] (arguments to what
+//!   to do, joining the two): command line to validated [`config::Config`]; [`derpmap`]: DERP map snippets.
 //! - [`admit`]: who may use the relay, as pure policy (allowlist, whois and admission URL
 //!   requests and verdicts); its sockets are in `net`.
 //! - [`keyfile`]: the server key file's format (pure); its file I/O is in `net`.
@@ -14,6 +15,7 @@ pub mod admit;
 pub mod cert;
 pub mod cli;
 pub mod client;
+pub mod command;
 pub mod config;
 pub mod derpmap;
 pub mod keyfile;

@@ -3,11 +3,11 @@
 
 use std::process::ExitCode;
 
-use tinyderp::cli::{self, Command};
+use tinyderp::command::{self, Command};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let command = match cli::parse(&args) {
+    let command = match command::parse(&args) {
         Ok(command) => command,
         Err(exit) => {
             exit.print();
@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         }
     };
     match command {
+        Command::Validate(_) => ExitCode::SUCCESS,
         Command::Serve(config) => {
             init_logging(config.log_level);
             match tinyderp::net::run(config) {

@@ -58,7 +58,7 @@ pub enum RateConfigError {
         /// The file.
         path: PathBuf,
         /// What is wrong with it (from the config parser).
-        reason: String,
+        reason: crate::config::RateConfigError,
     },
 }
 

@@ -16,3 +16,7 @@ chown() {
 have_ujail() {
 	[ "${TEST_UJAIL:-0}" = 1 ]
 }
+# The real binary's own check (test_init.py finds a built tinyderp), as on the router.
+check_options() {
+	"$TEST_TINYDERP" validate "$@" 2>&1
+}

@@ -5,6 +5,12 @@ table of UCI files, and checks the procd message it sends: instance command line
 respawn, user, capabilities/jail, firewall data, triggers, validation schema; invalid
 values must give a log line and no instance.
 
+The options come from tests/openwrt/options.json (generated from the binary's option
+table): every option's valid example must reach the command line, every invalid one must
+start nothing and leave a log line naming it. The script asks the real binary
+(`tinyderp validate`), so a built one is needed: $TINYDERP_BIN, dist/x86_64/tinyderp or
+target/{release,debug}/tinyderp; without one every case is reported SKIPPED.
+
 Prints one `ok NAME` / `FAIL NAME: why` line per case and a final `N passed, N failed`.
 """
 
@@ -21,11 +27,40 @@ MODEL = os.path.join(HERE, "model")
 INIT = os.path.join(ROOT, "init.d", "tinyderp")
 CONFIG = os.path.join(ROOT, "init.d", "tinyderp.config")
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+OPTIONS = json.load(open(os.path.join(ROOT, "tests", "openwrt", "options.json")))
+# Options only the init script reads (not flags of the binary).
+SCRIPT_OPTIONS = {"enabled", "open_firewall", "user", "meta_cert"}
+
+
+def find_binary():
+    """A tinyderp binary that runs here, or None."""
+    candidates = [os.environ.get("TINYDERP_BIN", "")]
+    dist = os.environ.get("TINYDERP_DIST", os.path.join(ROOT, "dist"))
+    candidates.append(os.path.join(dist, "x86_64", "tinyderp"))
+    for target in (os.environ.get("CARGO_TARGET_DIR", ""), os.path.join(ROOT, "target")):
+        if target:
+            candidates += [os.path.join(target, "release", "tinyderp"), os.path.join(target, "debug", "tinyderp")]
+    for path in candidates:
+        if path and os.access(path, os.X_OK):
+            try:
+                if subprocess.run([path, "--version"], capture_output=True, timeout=10).returncode == 0:
+                    return path
+            except OSError:
+                continue
+    return None
+
+
+TINYDERP = find_binary()
 
 PASSWD = "root:x:0:0:root:/root:/bin/ash\ntinyderp:x:8443:8443:tinyderp:/var/run/tinyderp:/bin/false\n"
 
 BASE_CMD = ["/usr/sbin/tinyderp", "--addr", ":8443", "--stun-port", "3478", "--http-port", "-1",
             "--state-dir", "/etc/tinyderp"]
+
+
+def base_cmd(hostname):
+    """BASE_CMD with --hostname in its place (after --http-port, as in the option table)."""
+    return BASE_CMD[:7] + ["--hostname", hostname] + BASE_CMD[7:]
 
 
 def fw_rule(name, proto, port, family=None):
@@ -94,6 +129,7 @@ def run_init(config, action="start", extra_files=None, ujail=False, passwd=PASSW
             "TEST_OUT": os.path.join(tmp, "out"),
             "RC_TEST_HOOK": os.path.join(HERE, "hook.sh"),
             "TEST_UJAIL": "1" if ujail else "0",
+            "TEST_TINYDERP": TINYDERP or "/nonexistent/tinyderp",
         }
         p = subprocess.run([BUSYBOX, "ash", os.path.join(MODEL, "etc", "rc.common"), script, action],
                            env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
@@ -127,23 +163,50 @@ def case_shipped_config_is_inert():
     eq(r.errors(), [], "error log lines")
 
 
-def case_shipped_config_parses_every_commented_option():
-    # Uncommenting every option of the shipped file must give a valid configuration.
+def case_shipped_config_documents_every_option():
+    documented = set()
+    for line in open(CONFIG):
+        words = line.strip().lstrip("#").split()
+        if len(words) >= 2 and words[0] in ("option", "list"):
+            documented.add(words[1])
+    missing = ({o["uci"] for o in OPTIONS} | SCRIPT_OPTIONS) - documented
+    eq(sorted(missing), [], "options missing from the shipped config")
+
+
+def case_shipped_values_start_the_relay():
+    # The shipped file's commented values, uncommented together, start the relay. Left out:
+    # options that need another one (their own cases set it), the ones no value makes valid
+    # in this build (not in options.json), and rate_config, which replaces client_rate.
+    plain = {o["uci"]: o for o in OPTIONS if not o["with"] and o["uci"] != "rate_config"}
+    lines = [x for x in shipped_lines() if x.split()[1] in plain]
+    eq(len(lines), len(plain), "every such option has a shipped line")
+    r = run_init(section("option enabled '1'", *lines))
+    eq(r.errors(), [], "error log lines")
+    cmd = r.instances()["main"]["command"]
+    for line in lines:
+        name, value = line.split()[1], line.split(" ", 2)[2].strip("'")
+        entry = plain[name]
+        if entry["kind"] != "switch":
+            assert (entry["flag"], value) in list(zip(cmd, cmd[1:])), f"{entry['flag']} {value}: {cmd}"
+        elif value == "1":
+            assert entry["flag"] in cmd, cmd
+        else:
+            assert entry["flag"] not in cmd, cmd
+
+
+def shipped_lines():
     lines = []
     for line in open(CONFIG):
         s = line.strip()
         if s.startswith("#option ") or s.startswith("#list "):
             lines.append(s[1:])
-    cfg = section("option enabled '1'", *[x for x in lines if not x.startswith(("option verify_clients", "option enabled"))])
-    r = run_init(cfg, ujail=True)
-    eq(r.errors(), [], "error log lines")
-    assert "main" in r.instances(), "no instance from the uncommented shipped file"
+    return [x for x in lines if not x.startswith("option enabled ")]
 
 
 def case_minimal_enabled():
     r = run_init(section("option enabled '1'", "option hostname 'derp.example.net'"))
     eq(r.rc, 0, "exit code")
-    eq(r.instances(), {"main": instance(BASE_CMD + ["--hostname", "derp.example.net"])}, "instances")
+    eq(r.instances(), {"main": instance(base_cmd("derp.example.net"))}, "instances")
     eq(r.actions, ["mkdir -p -m 0700 /etc/tinyderp", "chmod 0700 /etc/tinyderp",
                    "chown -R tinyderp /etc/tinyderp"], "state dir actions")
 
@@ -162,54 +225,69 @@ def case_service_triggers_and_validation():
     eq((schema["package"], schema["type"]), ("tinyderp", "tinyderp"), "validate package/type")
     eq(schema["data"]["stun_port"], "range(-1,65535)", "stun_port datatype")
     eq(schema["data"]["extra_ip"], "ipaddr", "extra_ip datatype")
-    # every flag-mapped option and the three script-only ones are validated
-    expected_options = {"enabled", "open_firewall", "user", "addr", "stun_port", "http_port", "hostname",
-                        "extra_name", "extra_ip", "state_dir", "server_key", "certmode", "certdir",
-                        "tls_cert", "tls_key", "meta_cert", "region_id", "region_code", "region_name",
-                        "node_name", "public_derp_port", "public_stun_port", "public_ipv4", "public_ipv6",
-                        "metrics_allow", "tcp_write_timeout", "tcp_keepalive", "tcp_user_timeout",
-                        "mesh_psk_file", "mesh_with", "verify_clients", "verify_client_url", "log_level"}
-    eq(set(schema["data"]), expected_options, "validated options")
+    # every option of the table and the script-only ones are validated
+    expected_options = {o["uci"] for o in OPTIONS} | SCRIPT_OPTIONS
+    eq(sorted(expected_options - set(schema["data"])), [], "options missing from the validation")
     # fw4 is told after start (older fw4 does not watch service data)
     eq([(o, m, p) for o, m, p in r.messages if m == "event"],
        [("service", "event", {"type": "config.change", "data": {"package": "firewall"}})], "events")
 
 
-def case_every_option():
-    cfg = section(
-        "option enabled 'yes'", "option open_firewall '0'", "option user 'root'",
-        "option addr '192.0.2.1:8443'", "option stun_port '3479'", "option http_port '8080'",
-        "option hostname 'home.example.net'", "list extra_name 'router.lan'", "list extra_name 'alt.example.net'",
-        "list extra_ip '192.0.2.1'", "list extra_ip '2001:db8::1'", "option state_dir '/srv/derp'",
-        "option server_key '/srv/derp/node.key'", "option certmode 'manual'", "option certdir '/srv/certs'",
-        "option tls_cert '/srv/certs/a.crt'", "option tls_key '/srv/certs/a.key'", "option meta_cert '0'",
-        "option region_id '901'", "option region_code 'flat'", "option region_name \"Bob's flat\"",
-        "option node_name '901b'", "option public_derp_port '443'", "option public_stun_port '3478'",
-        "option public_ipv4 '198.51.100.7'", "option public_ipv6 '2001:db8::7'",
-        "list metrics_allow '192.168.1.0/24'", "list metrics_allow '::1'",
-        "option tcp_write_timeout '1m30s'", "option tcp_keepalive '10m'", "option tcp_user_timeout '15'",
-        "option mesh_psk_file '/srv/derp/mesh.key'", "option mesh_with 'derp2.example.net'",
-        "option verify_clients 'on'", "option verify_client_url 'https://hs.example.net/verify'",
-        "option log_level 'debug'",
-    )
-    r = run_init(cfg)
-    cmd = ["/usr/sbin/tinyderp", "--addr", "192.0.2.1:8443", "--stun-port", "3479", "--http-port", "8080",
-           "--state-dir", "/srv/derp", "--hostname", "home.example.net",
-           "--extra-name", "router.lan", "--extra-name", "alt.example.net",
-           "--extra-ip", "192.0.2.1", "--extra-ip", "2001:db8::1",
-           "--server-key", "/srv/derp/node.key", "--certmode", "manual", "--certdir", "/srv/certs",
-           "--tls-cert", "/srv/certs/a.crt", "--tls-key", "/srv/certs/a.key",
-           "--region-id", "901", "--region-code", "flat", "--region-name", "Bob's flat",
-           "--node-name", "901b", "--public-derp-port", "443", "--public-stun-port", "3478",
-           "--public-ipv4", "198.51.100.7", "--public-ipv6", "2001:db8::7",
-           "--tcp-write-timeout", "1m30s", "--tcp-keepalive", "10m", "--tcp-user-timeout", "15",
-           "--mesh-psk-file", "/srv/derp/mesh.key", "--mesh-with", "derp2.example.net",
-           "--verify-client-url", "https://hs.example.net/verify", "--log-level", "debug",
-           "--metrics-allow", "192.168.1.0/24", "--metrics-allow", "::1",
-           "--no-meta-cert", "--verify-clients"]
-    # root: no user switch, no capabilities; open_firewall 0: no firewall data
-    eq(r.instances(), {"main": instance(cmd, user=None, no_new_privs=None, data=None)}, "instances")
-    eq(r.actions, ["mkdir -p -m 0700 /srv/derp", "chmod 0700 /srv/derp"], "state dir actions")
+def uci_lines(entry, value):
+    keyword = "list" if entry["kind"] == "list" else "option"
+    value = value.replace("'", "'\\''")
+    return [f"{keyword} {entry['uci']} '{value}'"] + [f"option {k} '{v}'" for k, v in entry["with"].items()]
+
+
+def make_option_valid_case(entry):
+    # A valid value reaches the command line: `--flag VALUE`, or a bare `--flag` for a switch.
+    def case():
+        r = run_init(section("option enabled '1'", *uci_lines(entry, entry["valid"])))
+        eq(r.errors(), [], "error log lines")
+        cmd = r.instances()["main"]["command"]
+        if entry["kind"] == "switch":
+            assert entry["flag"] in cmd, cmd
+        else:
+            pairs = list(zip(cmd, cmd[1:]))
+            assert (entry["flag"], entry["valid"]) in pairs, cmd
+    case.__name__ = f"case_valid_{entry['uci']}"
+    return case
+
+
+def make_option_invalid_case(entry):
+    # An invalid value starts nothing, and a log line names the option.
+    def case():
+        r = run_init(section("option enabled '1'", *uci_lines(entry, entry["invalid"])))
+        eq(r.instances(), {}, "instances")
+        assert any(entry["uci"] in e for e in r.errors()), f"no log line naming {entry['uci']}: {r.errors()}"
+    case.__name__ = f"case_invalid_option_{entry['uci']}"
+    return case
+
+
+def case_every_list_item_is_a_flag():
+    key = next(o for o in OPTIONS if o["uci"] == "allowed_key")["valid"]
+    other = "nodekey:" + "ab" * 32
+    r = run_init(section("option enabled '1'", "option hostname 'home.example.net'", f"list allowed_key '{key}'",
+                         f"list allowed_key '{other}'", "list metrics_allow '192.168.1.0/24'",
+                         "list metrics_allow '::1'", "option max_clients '20'", "option log_refused_keys '1'",
+                         "option client_rate '2M'", "option verify_clients 'on'"))
+    eq(r.instances()["main"]["command"],
+       base_cmd("home.example.net") + ["--client-rate", "2M", "--max-clients", "20",
+                                       "--metrics-allow", "192.168.1.0/24", "--metrics-allow", "::1",
+                                       "--allowed-key", key, "--allowed-key", other,
+                                       "--verify-clients", "--log-refused-keys"], "command")
+
+
+def case_old_meta_cert_spelling():
+    r = run_init(section("option enabled '1'", "option meta_cert '0'"))
+    eq(r.instances()["main"]["command"], BASE_CMD + ["--no-meta-cert"], "command")
+
+
+def case_binary_error_names_the_uci_option():
+    r = run_init(section("option enabled '1'", "option max_clients '2000000'"))
+    eq(r.instances(), {}, "instances")
+    eq(r.errors(), ["logger -t tinyderp -p daemon.err option max_clients: --max-clients: \"2000000\" is not a "
+                    "client count (use 1-1000000, or 0 for no limit); not starting instance 'main'"], "log lines")
 
 
 def case_low_ports_get_only_net_bind_in_a_jail():
@@ -264,14 +342,14 @@ def case_hostname_from_first_enabled_ddns_service():
             "config service 'myddns_ipv4'\n\toption enabled '1'\n\toption lookup_host 'home.dyn.example.com'\n\n"
             "config service 'later'\n\toption enabled '1'\n\toption lookup_host 'later.example.com'\n")
     r = run_init(section("option enabled '1'"), extra_files={"ddns": ddns})
-    eq(r.instances(), {"main": instance(BASE_CMD + ["--hostname", "home.dyn.example.com"])}, "instances")
+    eq(r.instances(), {"main": instance(base_cmd("home.dyn.example.com"))}, "instances")
     assert any("home.dyn.example.com" in a and "daemon.info" in a for a in r.actions), r.actions
 
 
 def case_explicit_hostname_wins_over_ddns():
     ddns = "config service 'a'\n\toption enabled '1'\n\toption lookup_host 'dyn.example.com'\n"
     r = run_init(section("option enabled '1'", "option hostname '203.0.113.9'"), extra_files={"ddns": ddns})
-    eq(r.instances()["main"]["command"], BASE_CMD + ["--hostname", "203.0.113.9"], "command")
+    eq(r.instances()["main"]["command"], base_cmd("203.0.113.9"), "command")
 
 
 def case_no_hostname_without_ddns():
@@ -399,6 +477,14 @@ def main():
     cases = [v for k, v in sorted(globals().items()) if k.startswith("case_") and callable(v)]
     cases += [make_invalid_case(n, line) for n, line in INVALID]
     cases += [make_valid_duration_case(v) for v in ("2s", "0", "250ms", "1h2m3.5s", "90")]
+    cases += [make_option_valid_case(o) for o in OPTIONS]
+    cases += [make_option_invalid_case(o) for o in OPTIONS if o["invalid"] is not None]
+    if TINYDERP is None:
+        # The script asks the binary before starting anything: nothing here can run.
+        for case in cases:
+            print(f"SKIPPED init {case.__name__[len('case_'):]}: no tinyderp binary (build it, or set TINYDERP_BIN)")
+        print("0 passed, 0 failed")
+        return 0
     passed = failed = 0
     for case in cases:
         name = case.__name__[len("case_"):]

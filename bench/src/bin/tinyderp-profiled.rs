@@ -4,11 +4,11 @@
 
 use std::process::ExitCode;
 
-use tinyderp::cli::{self, Command};
+use tinyderp::command::{self, Command};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    match cli::parse(&args) {
+    match command::parse(&args) {
         Ok(Command::Serve(config)) => match tinyderp::net::run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -16,8 +16,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Ok(Command::DerpMap(_)) => {
-            eprintln!("tinyderp-profiled: only serves; use tinyderp derpmap");
+        Ok(Command::DerpMap(_) | Command::Validate(_)) => {
+            eprintln!("tinyderp-profiled: only serves; use tinyderp derpmap or tinyderp validate");
             ExitCode::from(2)
         }
         Err(exit) => {
