@@ -27,7 +27,8 @@ stage_rust() {
         return 1
     fi
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
-    bash scripts/check-lints.sh &&
+    apt_install python3 &&
+        bash scripts/check-lints.sh &&
         cargo fmt --all -- --check &&
         cargo clippy --all-targets --locked -- -D warnings &&
         cargo clippy --all-targets --locked --features https-admission -- -D warnings &&
