@@ -261,11 +261,11 @@ impl Config {
             None => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), DEFAULT_DERP_PORT),
         };
         let stun_port = match given(&flags.stun_port) {
-            Some(text) => parse_port_or_off("--stun-port", text, "turn STUN off")?,
+            Some(text) => parse_listen_port("--stun-port", text, "turn STUN off")?,
             None => Some(DEFAULT_STUN_PORT),
         };
         let http_port = match given(&flags.http_port) {
-            Some(text) => parse_port_or_off("--http-port", text, "turn plain HTTP off")?,
+            Some(text) => parse_listen_port("--http-port", text, "turn plain HTTP off")?,
             None => None,
         };
 
@@ -830,7 +830,8 @@ fn refuse_unsupported(flags: &Flags) -> Result<(), ConfigError> {
 }
 
 /// Parses `:PORT`, `IP:PORT` or `[IPv6]:PORT`; `:PORT` means every interface, both
-/// IPv4 and IPv6 (`[::]:PORT`).
+/// IPv4 and IPv6 (`[::]:PORT`). Port 0 means any free port (tests read the bound one
+/// from the "listening on" log line).
 pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, ConfigError> {
     let bad = || {
         ConfigError::new(
@@ -847,12 +848,7 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, ConfigError> {
         }
         None => SocketAddr::from_str(text).map_err(|_| bad())?,
     };
-    if addr.port() == 0 {
-        return Err(ConfigError::new(
-            "--addr",
-            format!("{text:?}: port must be 1-65535"),
-        ));
-    }
+    // Port 0 binds a free port the kernel picks; the bound address is logged at start.
     Ok(addr)
 }
 
@@ -873,6 +869,19 @@ fn parse_port(flag: &'static str, text: &str) -> Result<u16, ConfigError> {
             format!("{text:?} is not a port number (use 1-65535)"),
         )),
     }
+}
+
+/// Parses the port of a listener: like [`parse_port_or_off`], and 0 for any free port
+/// (the bound address is logged at start; tests use it to avoid picking ports).
+fn parse_listen_port(
+    flag: &'static str,
+    text: &str,
+    off_means: &str,
+) -> Result<Option<u16>, ConfigError> {
+    if text == "0" {
+        return Ok(Some(0));
+    }
+    parse_port_or_off(flag, text, off_means)
 }
 
 /// Parses a port 1-65535, or `-1` for "off" (returned as `None`).
@@ -1370,13 +1379,13 @@ mod tests {
             ("192.168.1.1:443", "192.168.1.1:443"),
             ("[::1]:9000", "[::1]:9000"),
             ("0.0.0.0:8443", "0.0.0.0:8443"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
         ];
         for (text, expected) in table {
             assert_eq!(parse_listen_addr(text).unwrap().to_string(), *expected);
         }
         for text in [
             "8443",
-            ":0",
             ":",
             ":https",
             "::1:80",

@@ -15,14 +15,14 @@
 // 64-bit atomics are fine here; clippy.toml forbids them in code that ships.
 #![allow(clippy::disallowed_types)]
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use support::TestServer;
 use tinyderp::client::{Client, ServerMessage};
 use tinyderp::proto::key::{PublicKey, SecretKey};
 
