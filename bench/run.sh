@@ -278,7 +278,7 @@ if [ -n "${SAVE_RAW:-}" ]; then
     cp "$RAW" "$SAVE_RAW"
 fi
 if [ "$MODE" = smoke ]; then
-    python3 "$HERE/scripts/report.py" --smoke "$RAW"
+    python3 "$HERE/scripts/report.py" --smoke --servers "$SERVERS" "$RAW"
 else
     mkdir -p "$RESULTS"
     cp "$RAW" "$RESULTS/raw.jsonl"

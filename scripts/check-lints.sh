@@ -1,11 +1,15 @@
 #!/bin/sh
 # Checks that the modules that parse network input keep their no-panic lint wall:
 # src/proto/mod.rs and src/relay/mod.rs must deny unwrap, expect, panic, indexing,
-# unchecked arithmetic (and unreachable/todo/unimplemented) outside tests.
+# unchecked arithmetic (and unreachable/todo/unimplemented) outside tests. Then the
+# layer check (scripts/check-layers.py): proto/ and relay/ import nothing outside
+# themselves (no net/, no runtime, sockets, clock or files), and no import cycle appears
+# beyond those listed in scripts/layer-cycles.allow.
 #
-#   scripts/check-lints.sh          grep check only (fast, for CI)
+#   scripts/check-lints.sh          grep and layer checks only (fast, for CI)
 #   scripts/check-lints.sh --prove  also plants a violation in a scratch copy of each
-#                                   module and checks that clippy rejects it
+#                                   module and checks that clippy rejects it, and plants
+#                                   layer violations that the layer check must catch
 set -eu
 cd "$(dirname "$0")/.."
 lints="clippy::unwrap_used clippy::expect_used clippy::panic clippy::indexing_slicing
@@ -27,7 +31,10 @@ for module in src/proto/mod.rs src/relay/mod.rs; do
     done
 done
 [ "$status" -eq 0 ] && echo "lint wall present in src/proto and src/relay"
+command -v python3 >/dev/null || { echo "python3 not found: the layer check needs it" >&2; exit 1; }
+python3 scripts/check-layers.py || status=1
 [ "${1:-}" = "--prove" ] || exit "$status"
+python3 scripts/check-layers.py --prove || status=1
 
 # Prove the wall bites: each planted line breaks exactly one denied lint.
 scratch=$(mktemp -d)

@@ -1,5 +1,6 @@
-"""Draws the soak RSS curve: server RSS over time with the plateau and its +/-10 % band,
-and the client connects on a second axis. Usage: soak_plot.py soak.csv summary.txt out.png"""
+"""Draws the soak RSS curve: server RSS over time, the least-squares line fitted to the
+samples after the warm-up (its slope is what the soak judges), and the client connects on
+a second axis. Usage: soak_plot.py soak.csv summary.txt out.png"""
 import csv
 import sys
 
@@ -21,15 +22,18 @@ def main(csv_path, summary_path, png_path):
             if "=" in word:
                 key, value = word.split("=", 1)
                 summary[key] = value
-    plateau = int(summary.get("plateau_kib", "0")) / 1024
     warm_up = int(summary.get("warm_up_s", "0"))
 
     fig, rss_axis = plt.subplots(figsize=(9, 4.5), dpi=100)
     rss_axis.plot(seconds, rss_mib, color="tab:blue", label="server RSS (MiB)")
-    if plateau:
-        rss_axis.axhline(plateau, color="tab:green", linestyle="--", label="plateau (median)")
-        rss_axis.axhspan(plateau * 0.9, plateau * 1.1, color="tab:green", alpha=0.12,
-                         label="plateau +/- 10 %")
+    if "fit_slope_kib_per_s" in summary and seconds:
+        intercept = float(summary["fit_intercept_kib"])
+        slope = float(summary["fit_slope_kib_per_s"])
+        xs = [warm_up, seconds[-1]]
+        rss_axis.plot(xs, [(intercept + slope * x) / 1024 for x in xs], color="tab:green",
+                      linestyle="--",
+                      label=f"fit after warm-up: {summary.get('slope_mib_per_min', '?')} MiB/min "
+                            f"(bound {summary.get('max_slope_mib_per_min', '?')})")
     rss_axis.axvline(warm_up, color="grey", linestyle=":", label="end of warm-up")
     rss_axis.set_xlabel("seconds")
     rss_axis.set_ylabel("RSS (MiB)")

@@ -3,7 +3,7 @@
 //! an admission controller on 127.0.0.1), asserting who gets in, what the peers were
 //! asked, what is counted and what is logged.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -11,8 +11,8 @@ use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::https::{metric, varz};
-use common::{free_tcp_port, write_mesh_key, TestServer};
+use support::https::{metric, varz};
+use support::{closed_port, write_mesh_key, TestServer};
 use tinyderp::client::Client;
 use tinyderp::proto::key::{PublicKey, SecretKey};
 
@@ -227,7 +227,7 @@ fn refused_client_is_closed_before_server_info_and_others_are_unaffected() {
         started.elapsed()
     );
     smol::block_on(a.send_packet(&b_key, b"still relayed")).unwrap();
-    let got = common::recv_until(&mut b, |m| {
+    let got = support::recv_until(&mut b, |m| {
         matches!(m, tinyderp::client::ServerMessage::RecvPacket { .. })
     });
     assert!(
@@ -268,13 +268,14 @@ fn mesh_peers_bypass_admission() {
     let mesh_key = [0x42u8; 32];
     let mesh_file = write_mesh_key(server_dir.path(), &mesh_key);
     let (other, other_key) = fresh();
+    let dead = closed_port();
     let server = TestServer::start(&[
         "--mesh-psk-file",
         &mesh_file,
         "--allowed-key",
         &other_key.to_string(),
         "--verify-client-url",
-        &format!("http://127.0.0.1:{}/admit", free_tcp_port("127.0.0.1")),
+        &format!("http://127.0.0.1:{}/admit", dead.port),
         "--verify-client-url-fail-open=false",
     ]);
     let (mesh_secret, _) = fresh();
@@ -418,7 +419,8 @@ fn verify_client_url_allows_and_refuses_by_answer() {
 
 #[test]
 fn verify_client_url_unreachable_fail_open_and_fail_closed() {
-    let dead = format!("http://127.0.0.1:{}/admit", free_tcp_port("127.0.0.1"));
+    let nobody = closed_port();
+    let dead = format!("http://127.0.0.1:{}/admit", nobody.port);
     let (a, _) = fresh();
     let open = TestServer::start(&["--verify-client-url", &dead]);
     assert!(try_login(&open, &a), "fail-open is the default");
@@ -582,7 +584,7 @@ fn verify_client_url_over_https_with_a_private_ca() {
     ));
 
     // A missing CA file stops the start with a clear line.
-    let (status, _, stderr) = common::run_tinyderp(&[
+    let (status, _, stderr) = support::run_tinyderp(&[
         "--verify-client-url",
         &url,
         "--verify-client-url-ca",
@@ -590,7 +592,7 @@ fn verify_client_url_over_https_with_a_private_ca() {
         "--state-dir",
         dir.path().to_str().unwrap(),
         "-a",
-        &format!("127.0.0.1:{}", free_tcp_port("127.0.0.1")),
+        "127.0.0.1:0",
         "--stun-port",
         "-1",
     ]);
@@ -687,8 +689,12 @@ fn run_ok(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A free TCP port for headscale, which must be told its ports before it starts (it
+/// cannot report a port the kernel picked): the one place a test still picks a port
+/// first, with the small race that implies. tinyderp itself binds port 0.
 fn free_port() -> u16 {
-    free_tcp_port("127.0.0.1")
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind for a free port");
+    listener.local_addr().expect("local addr").port()
 }
 
 /// `--verify-clients` in a real tailnet: headscale on loopback hands out a DERP map whose
@@ -721,7 +727,7 @@ fn verify_clients_admits_tailnet_nodes_through_real_tailscaled() {
     let derp_yaml = format!(
         "regions:\n  900:\n    regionid: 900\n    regioncode: guard\n    regionname: guard test\n    nodes:\n      - name: 900a\n        regionid: 900\n        hostname: 127.0.0.1\n        ipv4: 127.0.0.1\n        derpport: {}\n        stunport: {}\n        insecurefortests: true\n",
         server.derp_addr.port(),
-        server.stun_addr.port()
+        server.stun().port()
     );
     std::fs::write(root.join("derp.yaml"), derp_yaml).unwrap();
     let hs_port = free_port();
@@ -875,13 +881,13 @@ fn verify_clients_admits_tailnet_nodes_through_real_tailscaled() {
 #[cfg(not(feature = "https-admission"))]
 fn https_admission_url_needs_the_feature() {
     let dir = tempfile::tempdir().unwrap();
-    let (status, _, stderr) = common::run_tinyderp(&[
+    let (status, _, stderr) = support::run_tinyderp(&[
         "--verify-client-url",
         "https://localhost:1/admit",
         "--state-dir",
         dir.path().to_str().unwrap(),
         "-a",
-        &format!("127.0.0.1:{}", free_tcp_port("127.0.0.1")),
+        "127.0.0.1:0",
         "--stun-port",
         "-1",
     ]);

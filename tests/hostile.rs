@@ -6,16 +6,16 @@
 //! `/debug/varz` counters. Every test is bounded in time; the handshake and head deadlines
 //! of the server are 10 s, so the two stall tests take about 15 s each.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::https::{connector, https_exchange, metric, tls_connect, varz, within};
-use common::{recv_until, TestServer};
 use futures_rustls::client::TlsStream;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
+use support::https::{connector, https_exchange, metric, tls_connect, varz, within};
+use support::{procfs, recv_until, TestServer};
 use tinyderp::client::{upgrade_request, Client, ServerMessage};
 use tinyderp::proto::frame::{self, FrameType, HEADER_LEN};
 use tinyderp::proto::handshake::{self, ClientInfo};
@@ -39,42 +39,21 @@ const RSS_MARGIN_PERCENT: u64 = 10;
 
 /// VmRSS of `pid` in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line")
+    procfs::sample(pid)
+        .expect("read /proc of the server")
+        .rss_kib
 }
 
 /// Number of open file descriptors of `pid`.
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("proc fd dir")
-        .count()
+    procfs::open_fds(pid).expect("read /proc/PID/fd of the server")
 }
 
 /// User + system CPU time of `pid` (all threads) in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
-    // Fields after the command name (which may hold spaces) start at field 3 (state);
-    // utime and stime are fields 14 and 15.
-    let after = &stat[stat.rfind(')').expect("comm end") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: u64 = fields[11].parse().expect("utime");
-    let stime: u64 = fields[12].parse().expect("stime");
-    utime + stime
-}
-
-/// Clock ticks per second for [`cpu_ticks`].
-fn ticks_per_second() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100)
+    procfs::sample(pid)
+        .expect("read /proc of the server")
+        .cpu_ticks
 }
 
 /// Raises this process's soft fd limit to the hard limit (the tests hold thousands of
@@ -862,7 +841,7 @@ fn fd_exhaustion_does_not_spin_the_accept_loop() {
             .contains("accept failed")),
         "the server never ran out of fds"
     );
-    let ticks = ticks_per_second();
+    let ticks = procfs::TICKS_PER_SECOND;
     let before = cpu_ticks(pid);
     std::thread::sleep(WINDOW);
     let used = cpu_ticks(pid) - before;

@@ -2,13 +2,13 @@
 //! can, receivers timing what the relay passes on. Rates are modest (100-300 KB/s) and
 //! every flood is bounded in time, so each test takes a few seconds.
 
-mod common;
+mod support;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use common::https::{connector, metric, tls_connect, varz, within};
-use common::{write_mesh_key, TestServer};
+use support::https::{connector, metric, tls_connect, varz, within};
+use support::{write_mesh_key, TestServer};
 use tinyderp::client::{Client, ServerMessage};
 use tinyderp::proto::key::{PublicKey, SecretKey};
 use tinyderp::proto::stun;
@@ -324,7 +324,7 @@ fn stun_is_never_throttled() {
         let mut txid = [0u8; 12];
         txid[..4].copy_from_slice(&i.to_be_bytes());
         socket
-            .send_to(&stun::binding_request(&txid), server.stun_addr)
+            .send_to(&stun::binding_request(&txid), server.stun())
             .unwrap();
         let (n, _) = socket
             .recv_from(&mut buf)

@@ -1,12 +1,12 @@
 //! Interop with Tailscale's own Rust DERP client (`ts_derp` from crates.io): two of its
 //! clients log in to the real tinyderp binary over TLS and exchange packets through it.
 
-mod common;
+mod support;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::TestServer;
+use support::TestServer;
 use ts_derp::{IpUsage, ServerConnInfo, TlsValidationConfig};
 use ts_keys::NodeKeyPair;
 
@@ -17,7 +17,7 @@ fn node_for(server: &TestServer) -> ServerConnInfo {
         ipv6: IpUsage::Disable,
         tls_validation_config: TlsValidationConfig::InsecureForTests,
         https_port: server.derp_addr.port(),
-        stun_port: Some(server.stun_addr.port()),
+        stun_port: Some(server.stun().port()),
         stun_only: false,
         supports_port_80: false,
     }

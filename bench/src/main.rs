@@ -3,6 +3,7 @@
 //! progress line on stderr while it runs and one JSON result line on stdout for scripts.
 
 mod load;
+#[path = "../../tests/support/procfs.rs"]
 mod procfs;
 mod stats;
 

@@ -226,6 +226,16 @@ fn ports_can_be_turned_off() {
 }
 
 #[test]
+fn listener_port_zero_binds_any_free_port_but_is_never_advertised() {
+    let config = serve(&["-a", "127.0.0.1:0", "--stun-port", "0", "--http-port", "0"]);
+    assert_eq!(config.listen.port(), 0);
+    let ports = (config.stun.map(|a| a.port()), config.http.map(|a| a.port()));
+    assert_eq!(ports, (Some(0), Some(0)));
+    assert!(parse(&argv(&["--public-stun-port", "0"])).is_err());
+    assert!(parse(&argv(&["--public-derp-port", "0"])).is_err());
+}
+
+#[test]
 fn dev_defaults_and_overrides() {
     let config = serve(&["--dev"]);
     assert!(config.dev);
@@ -366,8 +376,8 @@ fn errors_are_one_clear_line() {
             "tinyderp: --stun-port: \"abc\" is not a port number (use 1-65535, or -1 to turn STUN off)",
         ),
         (
-            &["--http-port", "0"],
-            "tinyderp: --http-port: \"0\" is not a port number (use 1-65535, or -1 to turn plain HTTP off)",
+            &["--http-port", "65536"],
+            "tinyderp: --http-port: \"65536\" is not a port number (use 1-65535, or -1 to turn plain HTTP off)",
         ),
         (&["--public-derp-port", "-1"], "tinyderp: --public-derp-port: \"-1\" is not a port number (use 1-65535)"),
         (

@@ -110,13 +110,6 @@ pub enum ConfigError {
         /// What is wrong with it.
         error: CidrError,
     },
-    /// A listen address whose port is 0.
-    ListenPortZero {
-        /// The option's long flag.
-        flag: &'static str,
-        /// The value as given.
-        value: String,
-    },
 }
 
 /// What a value should have been, for [`ConfigError::NotA`].
@@ -250,8 +243,7 @@ impl ConfigError {
             | ConfigError::Unsupported { flag, .. }
             | ConfigError::BadUrl { flag, .. }
             | ConfigError::Duration { flag, .. }
-            | ConfigError::Cidr { flag, .. }
-            | ConfigError::ListenPortZero { flag, .. } => flag,
+            | ConfigError::Cidr { flag, .. } => flag,
         }
     }
 
@@ -277,7 +269,6 @@ impl ConfigError {
             ConfigError::BadUrl { .. } => "bad_url",
             ConfigError::Duration { .. } => "bad_duration",
             ConfigError::Cidr { .. } => "bad_cidr",
-            ConfigError::ListenPortZero { .. } => "port_zero",
         }
     }
 
@@ -319,9 +310,6 @@ impl ConfigError {
             ConfigError::BadUrl { problem, .. } => f.write_str(problem),
             ConfigError::Duration { error, .. } => fmt::Display::fmt(error, f),
             ConfigError::Cidr { error, .. } => fmt::Display::fmt(error, f),
-            ConfigError::ListenPortZero { value, .. } => {
-                write!(f, "{value:?}: port must be 1-65535")
-            }
         }
     }
 }

@@ -39,7 +39,7 @@ use cidr::canonical_ip;
 use error::{Bound, Rule, Unsupported, Want};
 use values::{
     bounded_list, check_hostname, check_label, given, not_a, parse_decimal, parse_ip,
-    parse_log_level, parse_port, parse_port_or_off, parse_tcp_duration,
+    parse_listen_port, parse_log_level, parse_port, parse_port_or_off, parse_tcp_duration,
 };
 
 pub const DEFAULT_DERP_PORT: u16 = 8443;
@@ -196,11 +196,11 @@ impl Config {
             None => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), DEFAULT_DERP_PORT),
         };
         let stun_port = match given(&flags.stun_port) {
-            Some(text) => parse_port_or_off("--stun-port", text, "turn STUN off")?,
+            Some(text) => parse_listen_port("--stun-port", text, "turn STUN off")?,
             None => Some(DEFAULT_STUN_PORT),
         };
         let http_port = match given(&flags.http_port) {
-            Some(text) => parse_port_or_off("--http-port", text, "turn plain HTTP off")?,
+            Some(text) => parse_listen_port("--http-port", text, "turn plain HTTP off")?,
             None => None,
         };
 

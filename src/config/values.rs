@@ -37,7 +37,8 @@ pub(super) fn not_a(flag: &'static str, text: &str, want: Want) -> ConfigError {
 }
 
 /// Parses `:PORT`, `IP:PORT` or `[IPv6]:PORT`; `:PORT` means every interface, both
-/// IPv4 and IPv6 (`[::]:PORT`).
+/// IPv4 and IPv6 (`[::]:PORT`). Port 0 binds a free port the kernel picks; the bound
+/// address is logged at start (the tests read it from there).
 pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, ConfigError> {
     const FLAG: &str = "--addr";
     let bad = || not_a(FLAG, text, Want::ListenAddr);
@@ -48,12 +49,6 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, ConfigError> {
         }
         None => SocketAddr::from_str(text).map_err(|_| bad())?,
     };
-    if addr.port() == 0 {
-        return Err(ConfigError::ListenPortZero {
-            flag: FLAG,
-            value: String::from(text),
-        });
-    }
     Ok(addr)
 }
 
@@ -63,6 +58,19 @@ pub(super) fn parse_port(flag: &'static str, text: &str) -> Result<u16, ConfigEr
         Some(port) if port != 0 => Ok(port),
         _ => Err(not_a(flag, text, Want::Port)),
     }
+}
+
+/// Parses the port of a listener: like [`parse_port_or_off`], and 0 for any free port
+/// (the bound address is logged at start; tests use it instead of picking ports).
+pub(super) fn parse_listen_port(
+    flag: &'static str,
+    text: &str,
+    off_means: &'static str,
+) -> Result<Option<u16>, ConfigError> {
+    if text == "0" {
+        return Ok(Some(0));
+    }
+    parse_port_or_off(flag, text, off_means)
 }
 
 /// Parses a port 1-65535, or `-1` for "off" (returned as `None`).
@@ -419,13 +427,13 @@ mod tests {
             ("192.168.1.1:443", "192.168.1.1:443"),
             ("[::1]:9000", "[::1]:9000"),
             ("0.0.0.0:8443", "0.0.0.0:8443"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
         ];
         for (text, expected) in table {
             assert_eq!(parse_listen_addr(text).unwrap().to_string(), *expected);
         }
         for text in [
             "8443",
-            ":0",
             ":",
             ":https",
             "::1:80",

@@ -1,5 +1,10 @@
-//! Reads a server process's CPU time and memory from /proc, so a run reports what the
-//! server (not the load tool) spent. Works for any server binary, Rust or Go.
+//! Reads a server process's CPU time, memory and open files from /proc, so a test or a
+//! benchmark run reports what the server (not the test or load tool) spent. Works for any
+//! server binary, Rust or Go, native or under qemu-user.
+//!
+//! The one /proc reader of the repository: the integration tests use it through
+//! `tests/support/`, and the benchmark tool (`bench/`) includes this file by path.
+#![allow(dead_code)]
 
 use std::io;
 
@@ -35,6 +40,11 @@ pub fn sample(pid: u32) -> io::Result<ProcSample> {
     let mut out = parse_status(&status);
     out.cpu_ticks = cpu_ticks;
     Ok(out)
+}
+
+/// Number of open file descriptors of `pid` (entries of /proc/PID/fd).
+pub fn open_fds(pid: u32) -> io::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
 
 /// utime + stime from a /proc/PID/stat line. The command name (field 2) is in
@@ -109,6 +119,7 @@ mod tests {
         let me = sample(std::process::id()).unwrap();
         assert!(me.rss_kib > 0);
         assert!(me.hwm_kib >= me.rss_kib);
+        assert!(open_fds(std::process::id()).unwrap() >= 3);
     }
 
     #[test]

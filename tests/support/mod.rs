@@ -1,14 +1,20 @@
-//! Test harness: starts the real `tinyderp` binary on loopback with free ports and a
-//! temporary state directory, waits until it serves, and hands out client configs.
+//! Shared support for the integration tests: starts the real `tinyderp` binary on
+//! loopback with a temporary state directory, reads the addresses it bound from its own
+//! log, hands out client configs and reads the server from /proc ([`procfs`]).
+//!
+//! Every listener is bound to port 0 and the kernel picks the port; the launcher reads
+//! it back from the server's `… listening on ADDR` lines, so no test picks a "free" port
+//! first and races other processes for it.
 //!
 //! `TINYDERP_BIN` overrides the binary (a cross-built router binary) and
 //! `TINYDERP_RUNNER` gives a command prefix such as `qemu-mips -cpu 24Kc`.
 #![allow(dead_code)]
 
 pub mod https;
+pub mod procfs;
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -21,11 +27,21 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a test waits for one expected frame.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running tinyderp process and where it listens.
+/// The start-up log lines that name the bound addresses (written by `src/net/`); the
+/// address is the first word after the prefix.
+const DERP_LISTENING: &str = "DERP (TLS) listening on ";
+const STUN_LISTENING: &str = "STUN listening on udp ";
+const HTTP_LISTENING: &str = "plain HTTP listening on ";
+
+/// A running tinyderp process and the addresses it bound.
 pub struct TestServer {
     child: Option<Child>,
+    /// The DERP (TLS) listener.
     pub derp_addr: SocketAddr,
-    pub stun_addr: SocketAddr,
+    /// The STUN socket, unless the test turned STUN off (`--stun-port -1`).
+    pub stun_addr: Option<SocketAddr>,
+    /// The plain HTTP listener, when the test turned it on (`--http-port 0`).
+    pub http_addr: Option<SocketAddr>,
     pub state_dir: tempfile::TempDir,
     pub log_path: PathBuf,
     pub args: Vec<String>,
@@ -39,16 +55,35 @@ pub fn write_mesh_key(dir: &std::path::Path, key: &[u8; 32]) -> String {
     path.to_str().expect("utf-8 temp path").to_string()
 }
 
-/// A free TCP port on `ip` (the small race with other processes is acceptable in tests).
-pub fn free_tcp_port(ip: &str) -> u16 {
-    let listener = TcpListener::bind((ip, 0)).expect("bind for a free port");
-    listener.local_addr().expect("local addr").port()
+/// A TCP port on 127.0.0.1 where nothing listens, held until the value is dropped: the
+/// socket is bound but never listens, so connecting is refused at once and no other
+/// process can take the port meanwhile (for "unreachable controller" cases).
+pub struct ClosedPort {
+    _socket: std::os::fd::OwnedFd,
+    pub port: u16,
 }
 
-/// A free UDP port on `ip`.
-pub fn free_udp_port(ip: &str) -> u16 {
-    let socket = UdpSocket::bind((ip, 0)).expect("bind for a free port");
-    socket.local_addr().expect("local addr").port()
+/// Reserves a [`ClosedPort`].
+pub fn closed_port() -> ClosedPort {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let socket = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    socket::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&socket),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .expect("bind");
+    let bound: SockaddrIn =
+        socket::getsockname(std::os::fd::AsRawFd::as_raw_fd(&socket)).expect("getsockname");
+    ClosedPort {
+        _socket: socket,
+        port: bound.port(),
+    }
 }
 
 fn binary_command() -> Command {
@@ -81,25 +116,23 @@ impl TestServer {
         TestServer::start_on("127.0.0.1", extra)
     }
 
-    /// Starts a server on `ip` (`127.0.0.1` or `::1`).
+    /// Starts a server on `ip` (`127.0.0.1` or `::1`). DERP and STUN listen on port 0
+    /// unless `extra` names them; pass `--http-port 0` to turn plain HTTP on.
     pub fn start_on(ip: &str, extra: &[&str]) -> TestServer {
         let state_dir = tempfile::tempdir().expect("temp dir");
         let log_path = state_dir.path().join("server.log");
-        let derp_port = free_tcp_port(ip);
-        let stun_port = free_udp_port(ip);
         let host = if ip.contains(':') {
             format!("[{ip}]")
         } else {
             ip.to_string()
         };
-        let mut args = vec![
-            "-a".to_string(),
-            format!("{host}:{derp_port}"),
-            "--stun-port".to_string(),
-            stun_port.to_string(),
-            "--log-level".to_string(),
-            "debug".to_string(),
-        ];
+        let mut args = vec!["--log-level".to_string(), "debug".to_string()];
+        if !extra.contains(&"-a") {
+            args.extend(["-a".to_string(), format!("{host}:0")]);
+        }
+        if !extra.contains(&"--stun-port") {
+            args.extend(["--stun-port".to_string(), "0".to_string()]);
+        }
         if !extra.contains(&"--state-dir") {
             args.push("--state-dir".to_string());
             args.push(state_dir.path().display().to_string());
@@ -113,11 +146,11 @@ impl TestServer {
             .stderr(log)
             .spawn()
             .expect("spawn tinyderp");
-        let ip_addr: std::net::IpAddr = ip.parse().expect("ip");
         let mut server = TestServer {
             child: Some(child),
-            derp_addr: SocketAddr::new(ip_addr, derp_port),
-            stun_addr: SocketAddr::new(ip_addr, stun_port),
+            derp_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            stun_addr: None,
+            http_addr: None,
             state_dir,
             log_path,
             args,
@@ -126,13 +159,19 @@ impl TestServer {
         server
     }
 
+    /// Waits for the DERP "listening on" line (logged after STUN and HTTP are bound),
+    /// takes every bound address from the log and checks that DERP accepts.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
-            if self.log().contains("DERP (TLS) listening on")
-                && TcpStream::connect_timeout(&self.derp_addr, Duration::from_millis(200)).is_ok()
-            {
-                return;
+            let log = self.log();
+            if let Some(derp) = logged_addr(&log, DERP_LISTENING) {
+                self.derp_addr = derp;
+                self.stun_addr = logged_addr(&log, STUN_LISTENING);
+                self.http_addr = logged_addr(&log, HTTP_LISTENING);
+                if TcpStream::connect_timeout(&derp, Duration::from_millis(200)).is_ok() {
+                    return;
+                }
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -142,9 +181,14 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "tinyderp did not come up within {START_TIMEOUT:?}:\n{}",
+            "tinyderp did not log \"{DERP_LISTENING}ADDR\" and accept within {START_TIMEOUT:?}:\n{}",
             self.log()
         );
+    }
+
+    /// The STUN address (panics when the test turned STUN off).
+    pub fn stun(&self) -> SocketAddr {
+        self.stun_addr.expect("STUN is on")
     }
 
     /// Everything the server printed so far.
@@ -223,6 +267,15 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
     }
+}
+
+/// The address in the first log line containing `prefix`: the word after it, up to a
+/// space or `;` (the server adds "(configured …)" and "; server key …" after it).
+fn logged_addr(log: &str, prefix: &str) -> Option<SocketAddr> {
+    let line = log.lines().find(|line| line.contains(prefix))?;
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    let word = rest.split([' ', ';']).next()?;
+    word.parse().ok()
 }
 
 /// Receives frames until one matches `want` (skipping keep-alives and unrelated frames),
