@@ -18,7 +18,7 @@ use crate::proto::http::{self as http_proto, RequestHead};
 use crate::relay::TokenBucket;
 
 use super::shared::Server;
-use super::{derp, http, listen};
+use super::{derp, http, listen, websocket};
 
 /// Time for the TLS handshake (upstream bounds handshake + request head by 30 s; a router
 /// cannot afford to hold sockets that long for scanners).
@@ -163,6 +163,9 @@ where
         http::Route::Derp => {
             server.metrics().http_requests.bump("derp");
             derp::serve(server, stream, tcp, peer, head, leftover).await;
+        }
+        http::Route::WebSocket => {
+            websocket::serve(server, stream, tcp, peer, head, leftover).await;
         }
         http::Route::Respond(response) => {
             let _ = write_response(&mut stream, &response).await;

@@ -12,6 +12,7 @@ mod logging;
 mod metrics;
 mod shared;
 mod stun;
+mod websocket;
 
 pub use logging::RateLimitedLog;
 pub use shared::{run, RunError};
