@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A real headless Chromium opens wss://127.0.0.1:PORT/derp with subprotocol "derp".
 
-The test page (a data: URL) opens the WebSocket, and when the first message arrives it
+The test page (served by a small HTTP server on 127.0.0.1) opens the WebSocket, and when the first message arrives it
 writes what it saw into the DOM: the negotiated subprotocol, the first DERP frame's type,
 length and magic. This script drives Chromium over the DevTools protocol on a pipe
 (--remote-debugging-pipe, no extra Python packages), reads that DOM element back and
@@ -13,13 +13,16 @@ derper-format key file, to compare the announced key), CHROMIUM (default: chromi
 Prints one line per check ("PASS name", "FAIL name: why") and exits 0 only if all passed;
 exits 77 with "SKIPPED: why" when Chromium is not installed.
 """
-import base64
+import fcntl
+import http.server
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 # Whole-test deadline: Chromium start, page load, TLS, upgrade, first message.
@@ -90,8 +93,6 @@ class DevTools:
                     return reply.get("result", {})
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no answer to {method}")
-            import select
-
             ready, _, _ = select.select([self.from_browser], [], [], 0.5)
             if ready:
                 chunk = os.read(self.from_browser, 65536)
@@ -128,14 +129,34 @@ def main():
     if not chromium:
         print("SKIPPED: chromium is not installed (Debian package chromium)")
         return 77
-    page = "data:text/html;base64," + base64.b64encode(PAGE.replace("PORT", port).encode()).decode()
+    # The page is served from 127.0.0.1 too: Chromium's local-network-access checks block a
+    # page from a public or opaque origin (such as a data: URL) from reaching loopback.
+    body = PAGE.replace("PORT", port).encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    page_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=page_server.serve_forever, daemon=True).start()
+    page = f"http://127.0.0.1:{page_server.server_address[1]}/"
     profile = tempfile.mkdtemp(prefix="tinyderp-chromium.")
     to_r, to_w = os.pipe()
     from_r, from_w = os.pipe()
-    # Chromium reads commands on fd 3 and writes answers on fd 4.
+    # Chromium reads commands on fd 3 and writes answers on fd 4. Both ends are first
+    # copied above 10 so that placing one cannot overwrite the other.
     def child_fds():
-        os.dup2(to_r, 3)
-        os.dup2(from_w, 4)
+        high_r = fcntl.fcntl(to_r, fcntl.F_DUPFD, 10)
+        high_w = fcntl.fcntl(from_w, fcntl.F_DUPFD, 10)
+        os.dup2(high_r, 3)
+        os.dup2(high_w, 4)
 
     args = [
         chromium,
@@ -156,7 +177,7 @@ def main():
     ]
     log_path = os.path.join(profile, "chromium.log")
     log = open(log_path, "w")
-    proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=child_fds, pass_fds=(to_r, from_w))
+    proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=child_fds, pass_fds=(3, 4))
     os.close(to_r)
     os.close(from_w)
     failures = 0
