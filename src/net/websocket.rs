@@ -21,8 +21,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -94,57 +93,59 @@ const REFUSALS: [UpgradeError; 4] = [
     UpgradeError::BadKey,
 ];
 
-/// WebSocket counters. Process-wide (one server per process) and lock-free, so the
-/// adapter can count from its `Drop`; fixed label sets, so memory is bounded.
+/// WebSocket counters. Process-wide (one server per process), so the adapter can count
+/// from its `Drop` without a handle on the server; fixed label sets, so memory is bounded.
+/// (A mutex, not 64-bit atomics: those are absent on 32-bit MIPS routers.)
 struct WsMetrics {
-    accepts: AtomicU64,
-    refused: [AtomicU64; REFUSALS.len()],
-    closes: [AtomicU64; CLOSE_REASONS.len()],
-    violations: [AtomicU64; VIOLATIONS.len()],
+    accepts: u64,
+    refused: [u64; REFUSALS.len()],
+    closes: [u64; CLOSE_REASONS.len()],
+    violations: [u64; VIOLATIONS.len()],
 }
 
-static METRICS: WsMetrics = WsMetrics {
-    accepts: AtomicU64::new(0),
-    refused: [const { AtomicU64::new(0) }; REFUSALS.len()],
-    closes: [const { AtomicU64::new(0) }; CLOSE_REASONS.len()],
-    violations: [const { AtomicU64::new(0) }; VIOLATIONS.len()],
-};
+static METRICS: Mutex<WsMetrics> = Mutex::new(WsMetrics {
+    accepts: 0,
+    refused: [0; REFUSALS.len()],
+    closes: [0; CLOSE_REASONS.len()],
+    violations: [0; VIOLATIONS.len()],
+});
 
-fn bump_at(counters: &[AtomicU64], index: Option<usize>) {
-    if let Some(counter) = index.and_then(|i| counters.get(i)) {
-        counter.fetch_add(1, Ordering::Relaxed);
+fn metrics() -> MutexGuard<'static, WsMetrics> {
+    METRICS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn bump_at(counters: &mut [u64], index: Option<usize>) {
+    if let Some(counter) = index.and_then(|i| counters.get_mut(i)) {
+        *counter = counter.saturating_add(1);
     }
 }
 
 fn count_close(reason: &'static str) {
-    bump_at(
-        &METRICS.closes,
-        CLOSE_REASONS.iter().position(|r| *r == reason),
-    );
+    let index = CLOSE_REASONS.iter().position(|r| *r == reason);
+    bump_at(&mut metrics().closes, index);
 }
 
 fn count_violation(violation: Violation) {
-    bump_at(
-        &METRICS.violations,
-        VIOLATIONS.iter().position(|v| *v == violation),
-    );
+    let index = VIOLATIONS.iter().position(|v| *v == violation);
+    bump_at(&mut metrics().violations, index);
 }
 
 fn count_refusal(refusal: UpgradeError) {
-    bump_at(
-        &METRICS.refused,
-        REFUSALS.iter().position(|r| *r == refusal),
-    );
+    let index = REFUSALS.iter().position(|r| *r == refusal);
+    bump_at(&mut metrics().refused, index);
 }
 
 /// Appends the WebSocket counters in Prometheus text format.
 pub(crate) fn render_metrics(out: &mut String) {
+    let counts = metrics();
     let _ = writeln!(
         out,
         "# HELP tinyderp_websocket_accepts_total DERP-over-WebSocket connections accepted (upstream: derp_websocket_accepts)\n\
          # TYPE tinyderp_websocket_accepts_total counter\n\
          tinyderp_websocket_accepts_total {}",
-        METRICS.accepts.load(Ordering::Relaxed)
+        counts.accepts
     );
     family(
         out,
@@ -153,8 +154,8 @@ pub(crate) fn render_metrics(out: &mut String) {
         "reason",
         REFUSALS
             .iter()
-            .zip(METRICS.refused.iter())
-            .map(|(r, c)| (r.reason(), c.load(Ordering::Relaxed))),
+            .zip(counts.refused.iter())
+            .map(|(r, c)| (r.reason(), *c)),
     );
     family(
         out,
@@ -163,8 +164,8 @@ pub(crate) fn render_metrics(out: &mut String) {
         "reason",
         CLOSE_REASONS
             .iter()
-            .zip(METRICS.closes.iter())
-            .map(|(r, c)| (*r, c.load(Ordering::Relaxed))),
+            .zip(counts.closes.iter())
+            .map(|(r, c)| (*r, *c)),
     );
     family(
         out,
@@ -173,8 +174,8 @@ pub(crate) fn render_metrics(out: &mut String) {
         "kind",
         VIOLATIONS
             .iter()
-            .zip(METRICS.violations.iter())
-            .map(|(v, c)| (v.reason(), c.load(Ordering::Relaxed))),
+            .zip(counts.violations.iter())
+            .map(|(v, c)| (v.reason(), *c)),
     );
 }
 
@@ -262,7 +263,10 @@ pub(crate) async fn serve<S>(
         std::future::poll_fn(|cx| conn.poll_closing(cx)).await;
         return;
     }
-    METRICS.accepts.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut counts = metrics();
+        counts.accepts = counts.accepts.saturating_add(1);
+    }
     // The 101 above was this request's HTTP answer; the DERP stream starts with the
     // ServerKey frame inside the WebSocket, as on the fast-start path (no DERP 101).
     head.fast_start = true;

@@ -230,7 +230,7 @@ impl Decoder {
         }
         if head.opcode.is_control() {
             let len = usize::try_from(head.len).unwrap_or(usize::MAX);
-            let end = head.head_len.checked_add(len).unwrap_or(usize::MAX);
+            let end = head.head_len.saturating_add(len);
             let Some(raw) = input.get(head.head_len..end) else {
                 return Ok(None);
             };
