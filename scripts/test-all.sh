@@ -66,7 +66,7 @@ stage_router() {
 # headscale tailnet of two tailscaled (tools built once, cached).
 stage_interop() {
     local tools="$HOME/.cache/tinyderp/interop/tools"
-    apt_install curl openssl python3 chromium &&
+    apt_install curl openssl python3 python3-cryptography chromium &&
         cargo build --release --locked &&
         TINYDERP_BIN="$CARGO_TARGET_DIR/release/tinyderp" bash tests/interop/run.sh &&
         # --verify-clients against the real tailscaled that run.sh built: a logged-out one,
