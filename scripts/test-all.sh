@@ -62,11 +62,12 @@ stage_router() {
         bash tests/package/run.sh
 }
 
-# Upstream Tailscale code against tinyderp: derphttp clients at three releases,
-# derpprobe, and a headscale tailnet of two tailscaled (tools built once, cached).
+# Upstream Tailscale code against tinyderp: derphttp clients at three releases (the
+# newest also over WebSocket), headless Chromium over WebSocket, derpprobe, and a
+# headscale tailnet of two tailscaled (tools built once, cached).
 stage_interop() {
     local tools="$HOME/.cache/tinyderp/interop/tools"
-    apt_install curl openssl python3 &&
+    apt_install curl openssl python3 python3-cryptography chromium &&
         cargo build --release --locked &&
         TINYDERP_BIN="$CARGO_TARGET_DIR/release/tinyderp" bash tests/interop/run.sh &&
         # --verify-clients against the real tailscaled that run.sh built: a logged-out one,

@@ -18,7 +18,7 @@ use crate::relay::TokenBucket;
 
 use super::deadline::with_deadline;
 use super::server::Server;
-use super::{http, listen, session};
+use super::{http, listen, session, websocket};
 
 /// Time for the TLS handshake (upstream bounds handshake + request head by 30 s; a router
 /// cannot afford to hold sockets that long for scanners).
@@ -153,6 +153,9 @@ where
         http::Route::Derp => {
             server.telemetry.metrics().http_requests.bump("derp");
             session::serve(server, stream, tcp, peer, head, leftover).await;
+        }
+        http::Route::WebSocket => {
+            websocket::serve(server, stream, tcp, peer, head, leftover).await;
         }
         http::Route::Respond(response) => {
             let _ = write_response(&mut stream, &response).await;

@@ -26,6 +26,8 @@ const NO_CACHE: &str = "no-cache, no-store, must-revalidate, no-transform, max-a
 pub(crate) enum Route {
     /// Hand the connection to the DERP handler.
     Derp,
+    /// Hand the connection to the DERP-over-WebSocket handler.
+    WebSocket,
     /// Send these bytes and close.
     Respond(Vec<u8>),
 }
@@ -52,12 +54,7 @@ pub(crate) fn route_https(server: &Server, head: &RequestHead, peer: SocketAddr)
                     .is_some_and(|p| p.contains("derp"));
             if websocket_derp {
                 count(server, "derp_websocket");
-                Route::Respond(http_proto::simple_response(
-                    501,
-                    "Not Implemented",
-                    &[],
-                    b"tinyderp does not carry DERP over WebSocket yet; use a native Tailscale client\n",
-                ))
+                Route::WebSocket
             } else if upgrade == "derp" || upgrade == "websocket" {
                 Route::Derp
             } else {
@@ -192,6 +189,7 @@ pub(crate) fn render_metrics(server: &Server) -> String {
     );
     server.hub.lock().relay.render_metrics(&mut out);
     server.telemetry.metrics().render(&mut out);
+    super::websocket::render_metrics(&mut out);
     out
 }
 

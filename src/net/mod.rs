@@ -22,6 +22,7 @@ mod server;
 mod session;
 pub(crate) mod statefile;
 mod stun;
+mod websocket;
 
 pub use admission::AdmissionSetupError;
 pub use error::RunError;

@@ -67,6 +67,12 @@ pub struct RequestHead {
     pub tailscale_challenge: Option<String>,
     /// `Sec-WebSocket-Protocol` header.
     pub websocket_protocol: Option<String>,
+    /// `Connection` header (the WebSocket handshake needs its `upgrade` token).
+    pub connection: Option<String>,
+    /// `Sec-WebSocket-Key` header.
+    pub websocket_key: Option<String>,
+    /// `Sec-WebSocket-Version` header.
+    pub websocket_version: Option<String>,
     /// An `X-Forwarded-For` header is present (the client came through a proxy).
     pub has_forwarded_for: bool,
 }
@@ -130,6 +136,12 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, Ht
             first(&mut head.tailscale_challenge);
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             first(&mut head.websocket_protocol);
+        } else if name.eq_ignore_ascii_case("connection") {
+            first(&mut head.connection);
+        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+            first(&mut head.websocket_key);
+        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+            first(&mut head.websocket_version);
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
             head.has_forwarded_for = true;
         }
@@ -239,6 +251,9 @@ Ideal-Node: 900a\r\nUpgrade: DERP\r\n\r\n";
                 ideal_node: Some("900a".into()),
                 tailscale_challenge: None,
                 websocket_protocol: None,
+                connection: Some("Upgrade".into()),
+                websocket_key: None,
+                websocket_version: None,
                 has_forwarded_for: false,
             }
         );

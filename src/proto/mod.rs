@@ -25,3 +25,4 @@ pub mod key;
 #[cfg(test)]
 mod noise;
 pub mod stun;
+pub mod websocket;

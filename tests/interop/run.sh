@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC1090,SC1091 # per-server env files are written at run time
 # Interop suite: upstream Tailscale code (derphttp client at three releases,
+# the newest also over WebSocket, plus a headless Chromium over WebSocket,
 # derpprobe, headscale + two tailscaled) drives a DERP server on loopback.
 #
 # Server under test, chosen by environment:
@@ -9,7 +10,7 @@
 #   DERPER_BIN=/path/to/derper       upstream derper's flags (reference run);
 #                                    DERPER_BIN=build builds the pinned derper
 # Other knobs:
-#   INTEROP_PARTS="suite derpprobe tailnet"   which parts to run
+#   INTEROP_PARTS="suite websocket derpprobe tailnet"   which parts to run
 #   INTEROP_CLIENTS="v1_104 v1_82 v1_58"      derphttp client releases
 #   INTEROP_CACHE=~/.cache/tinyderp/interop   tools and build outputs
 #   INTEROP_KEEP=1                            keep the temp dir with all logs
@@ -31,7 +32,7 @@ TS_TOOLS=v1.102.5         # derper, derpprobe, tailscaled, tailscale: newest rel
                           # whose whole dependency graph the module proxy serves
 HEADSCALE=v0.29.3
 
-PARTS="${INTEROP_PARTS:-suite derpprobe tailnet}"
+PARTS="${INTEROP_PARTS:-suite websocket derpprobe tailnet}"
 CLIENTS="${INTEROP_CLIENTS:-v1_104 v1_82 v1_58}"
 CACHE="${INTEROP_CACHE:-$HOME/.cache/tinyderp/interop}"
 export GOTOOLCHAIN="${GOTOOLCHAIN_INTEROP:-auto}" # v1.104 needs a newer Go; fetched via the module proxy
@@ -149,14 +150,16 @@ go_tool() {
 	printf '%s\n' "$out"
 }
 
-# suite_binary CLIENT: compiles the derphttp suite against one release.
+# suite_binary CLIENT [TAGS]: compiles the derphttp suite against one release,
+# with Go build TAGS if given (its own stage directory and binary).
 suite_binary() {
-	local client="$1" stage="$CACHE/stage/$1" out="$CACHE/bin/interop-$1.test"
+	local client="$1" tags="${2:-}" name="$1${2:+-$2}"
+	local stage="$CACHE/stage/$name" out="$CACHE/bin/interop-$name.test"
 	mkdir -p "$stage" "$CACHE/bin"
 	rm -f "$stage"/*.go
 	cp "$HERE/clients/$client"/go.mod "$HERE/clients/$client"/go.sum "$HERE/clients/$client"/*.go "$HERE"/suite/*.go "$stage/"
-	(cd "$stage" && go test -c -o "$out" .) >"$WORK/build-suite-$client.log" 2>&1 ||
-		{ cat "$WORK/build-suite-$client.log" >&2; return 1; }
+	(cd "$stage" && go test -c ${tags:+-tags "$tags"} -o "$out" .) >"$WORK/build-suite-$name.log" 2>&1 ||
+		{ cat "$WORK/build-suite-$name.log" >&2; return 1; }
 	printf '%s\n' "$out"
 }
 
@@ -286,12 +289,23 @@ client_version() {
 	esac
 }
 
-# run_suite CLIENT SERVER_NAME LABEL
+# run_suite CLIENT SERVER_NAME LABEL [websocket]: with "websocket", the binary is
+# built with upstream's ts_debug_websockets tag and runs WS_TESTS with
+# TS_DEBUG_DERP_WS_CLIENT=1, so derphttp speaks DERP over wss://…/derp (verifying
+# the server's certificate against the CA file, as a WebSocket dial does).
 run_suite() {
-	local client="$1" srv="$2" label="$3" bin outf
-	bin="$(suite_binary "$client")" || { record "$label" build fail "see build log"; return; }
-	outf="$WORK/suite-$client-$srv.log"
-	(set -a && . "$WORK/$srv/env" && set +a && timeout 300 "$bin" -test.v -test.count=1 -test.timeout=280s) >"$outf" 2>&1
+	local client="$1" srv="$2" label="$3" ws="${4:-}" bin outf
+	bin="$(suite_binary "$client" ${ws:+ts_debug_websockets})" || { record "$label" build fail "see build log"; return; }
+	outf="$WORK/suite-$client-$srv${ws:+-ws}.log"
+	(
+		set -a && . "$WORK/$srv/env" && set +a
+		if [ -n "$ws" ]; then
+			export TS_DEBUG_DERP_WS_CLIENT=1 SSL_CERT_FILE="$INTEROP_CA_FILE" SSL_CERT_DIR=/nonexistent
+			timeout 300 "$bin" -test.v -test.count=1 -test.timeout=280s -test.run "$WS_TESTS"
+		else
+			timeout 300 "$bin" -test.v -test.count=1 -test.timeout=280s
+		fi
+	) >"$outf" 2>&1
 	local rc=$?
 	local line n=0
 	while IFS= read -r line; do
@@ -339,6 +353,44 @@ part_suite() {
 			run_suite "$client" main "derphttp $ver"
 		fi
 	done
+}
+
+# ---- part: DERP over WebSocket ----
+
+# The suite's tests that run again over WebSocket (relay, ping, PeerGone), plus the
+# one that proves the WebSocket path was taken.
+WS_TESTS='^(TestWebSocketTransport|TestSendRecvBothWays|TestPeerGoneNotHere|TestPeerGoneDisconnected|TestPingPong)$'
+
+part_websocket() {
+	run_suite v1_104 main "derphttp $TS_CLIENT_LATEST over WebSocket" websocket
+	# A real browser: headless Chromium (Debian package) opens wss://…/derp from a
+	# test page and must get the derp subprotocol and the ServerKey frame.
+	if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+		log "installing chromium (Debian package)"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade chromium >"$WORK/apt-chromium.log" 2>&1 ||
+			tail -5 "$WORK/apt-chromium.log" >&2
+	fi
+	local outf="$WORK/browser-ws.log" rc line
+	(set -a && . "$WORK/main/env" && set +a && timeout 120 python3 "$HERE/browser_ws.py") >"$outf" 2>&1
+	rc=$?
+	if [ "$rc" = 77 ]; then
+		record "Chromium over WebSocket" all skip "$(grep -m1 SKIPPED "$outf")"
+		return
+	fi
+	local n=0
+	while IFS= read -r line; do
+		case "$line" in
+		"PASS "*) record "Chromium over WebSocket" "${line#PASS }" pass ;;
+		"FAIL "*) record "Chromium over WebSocket" "${line#FAIL }" fail ;;
+		*) continue ;;
+		esac
+		n=$((n + 1))
+	done <"$outf"
+	if [ "$n" = 0 ] || [ "$rc" != 0 ]; then
+		[ "$rc" != 0 ] && cat "$outf" >&2
+		[ "$n" = 0 ] && record "Chromium over WebSocket" run fail "exit $rc, see $outf"
+	fi
+	grep -m1 '^# DOM result' "$outf" >&2 || true
 }
 
 # ---- part 2: derpprobe ----
