@@ -3,11 +3,13 @@
 //! clock and the async runtime; everything it learns it hands to `relay` as events with
 //! `now`, and it carries out the actions `relay` returns.
 
+pub mod cert_files;
 mod conn;
 mod derp;
 mod http;
 mod limits;
 mod listen;
+pub mod log_backend;
 mod logging;
 mod metrics;
 mod shared;
