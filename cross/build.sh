@@ -222,7 +222,7 @@ size_table() {
 		ipk=$(size_of "$dist"/tinyderp_*_"$arch".ipk)
 		apk=$(size_of "$dist/$arch"/tinyderp-*.apk)
 		if [ -f "$dist/derper/$arch/derper" ]; then
-			IFS=$'\t' read -r d_bytes d_gz d_xz < <(measure "$dist/derper/$arch/derper")
+			IFS=$'\t' read -r d_bytes d_gz d_xz < <(measure "$dist/derper/$arch/derper"; echo)
 		else
 			d_bytes=- d_gz=- d_xz=-
 		fi
