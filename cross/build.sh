@@ -6,7 +6,11 @@
 #   cross/build.sh mips-unknown-linux-musl   ... or by Rust target
 #   cross/build.sh --install-only      set up the toolchain and stop
 #   cross/build.sh --check-size        only compare dist/sizes.tsv with the budget
-#   cross/build.sh --size-table        print dist/sizes.tsv as a Markdown table (docs/building.md)
+#   cross/build.sh --size-table        print the size table (docs/building.md) from dist/: binaries,
+#                                      gzip/xz, .ipk/.apk (openwrt/package.sh) and derper
+#   cross/build.sh --derper [ARCH...]  build upstream derper (release pinned in
+#                                      bench/derper/go.mod) for the same CPUs, stripped,
+#                                      into dist/derper/ARCH/ for the size table
 #
 # Writes dist/<openwrt-arch>/tinyderp and dist/sizes.tsv, then checks the sizes against
 # cross/size-budget.tsv (exit 3 when a binary is over budget).
@@ -21,19 +25,25 @@
 #   TINYDERP_CACHE      cache root (default ~/.cache/tinyderp)
 #   TINYDERP_NO_INSTALL=1  do not run apt-get/pip (the tools must already be there)
 #   TINYDERP_PLAIN=1    build without cross/size-config.toml's panic/location flags
+#   TINYDERP_CROSS_TARGET  cargo target dir (default $TINYDERP_CACHE/cross-target)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 cache=${TINYDERP_CACHE:-$HOME/.cache/tinyderp}
 venv=$cache/venv
-target_dir=$cache/cross-target
+target_dir=${TINYDERP_CROSS_TARGET:-$cache/cross-target}
 dist=${TINYDERP_DIST:-$root/dist}
 
 # Pinned together: the -Z flags and build-std are unstable, so versions move as one.
-APT_PACKAGES="rustc-web cargo-web rust-web-src qemu-user python3-venv"
+# llvm: llvm-objcopy strips what cargo's strip leaves (MIPS .pdr, .comment).
+APT_PACKAGES="rustc-web cargo-web rust-web-src qemu-user python3-venv llvm"
 ZIGLANG_VERSION=0.17.0
 CARGO_ZIGBUILD_VERSION=0.24.0
+
+# C flags for ring on the router builds (see build_one).
+C_SIZE_FLAGS="-fno-pic -fno-unwind-tables -fno-asynchronous-unwind-tables"
+[ "${TINYDERP_PLAIN:-0}" = 1 ] && C_SIZE_FLAGS=
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -101,32 +111,72 @@ build_one() {
 			--config "target.'cfg(target_env = \"musl\")'.rustflags=[\"-Ctarget-feature=+crt-static\",\"-Clink-self-contained=no\"]")
 	fi
 	log "building $rust_target ($arch)"
-	(cd "$root" && /usr/bin/cargo zigbuild "${cfg[@]}" --locked --release --target "$rust_target" --bin tinyderp)
+	# ring's C (the only C we compile): a static executable needs no position-independent
+	# code, and with panic=immediate-abort nothing unwinds, so no unwind tables either. cc
+	# appends these after its own -fPIC, so they win.
+	local cflags_var
+	cflags_var=CFLAGS_$(printf '%s' "$rust_target" | tr '-' '_')
+	(cd "$root" && env "$cflags_var=${C_SIZE_FLAGS}" \
+		/usr/bin/cargo zigbuild "${cfg[@]}" --locked --release --target "$rust_target" --bin tinyderp)
 	bin=$target_dir/$rust_target/release/tinyderp
 	[ -f "$bin" ] || die "no binary at $bin"
 	out=$dist/$arch
 	mkdir -p "$out"
-	cp "$bin" "$out/tinyderp.tmp"
+	# cargo's strip keeps sections no loader reads: MIPS .pdr (procedure descriptors for
+	# debuggers, ~9 % of the file), .comment, .note.gnu.gold-version and the like.
+	llvm-objcopy --strip-all --remove-section=.pdr --remove-section=.comment \
+		--remove-section=.note.gnu.gold-version --remove-section=.gnu.build.attributes \
+		"$bin" "$out/tinyderp.tmp"
 	chmod 0755 "$out/tinyderp.tmp"
 	mv "$out/tinyderp.tmp" "$out/tinyderp"
 	size=$(stat -c %s "$out/tinyderp")
 	log "$arch: $size bytes"
 }
 
+# "bytes gzip xz" of a file: gzip -9 is what a download costs, xz -9e roughly what the
+# binary costs inside OpenWrt's xz-compressed squashfs.
+measure() {
+	printf '%s\t%s\t%s' "$(stat -c %s "$1")" "$(gzip -9 -n -c "$1" | wc -c)" "$(xz -9e -c "$1" | wc -c)"
+}
+
 write_sizes() {
-	local rust_target arch _q _c f size xz
+	local rust_target arch _q _c f
 	{
-		printf 'openwrt_arch\trust_target\tbytes\txz_bytes\n'
+		printf 'openwrt_arch\trust_target\tbytes\tgzip_bytes\txz_bytes\n'
 		while IFS=$'\t' read -r rust_target arch _q _c; do
 			f=$dist/$arch/tinyderp
 			[ -f "$f" ] || continue
-			size=$(stat -c %s "$f")
-			# What the binary costs inside OpenWrt's xz-compressed squashfs, roughly.
-			xz=$(xz -9e -c "$f" 2>/dev/null | wc -c || echo 0)
-			printf '%s\t%s\t%s\t%s\n' "$arch" "$rust_target" "$size" "$xz"
+			printf '%s\t%s\t%s\n' "$arch" "$rust_target" "$(measure "$f")"
 		done < <(target_rows)
 	} >"$dist/sizes.tsv.tmp"
 	mv "$dist/sizes.tsv.tmp" "$dist/sizes.tsv"
+}
+
+# Go's name for each OpenWrt arch; MIPS routers have no FPU, so soft float as OpenWrt builds.
+derper_goenv() {
+	case $1 in
+	mips_24kc) echo GOARCH=mips GOMIPS=softfloat ;;
+	mipsel_24kc) echo GOARCH=mipsle GOMIPS=softfloat ;;
+	arm_cortex-a7_neon-vfpv4) echo GOARCH=arm GOARM=7 ;;
+	aarch64_cortex-a53) echo GOARCH=arm64 ;;
+	x86_64) echo GOARCH=amd64 ;;
+	*) return 1 ;;
+	esac
+}
+
+build_derper() {
+	local arch=$1 goenv out version
+	goenv=$(derper_goenv "$arch") || die "no Go architecture known for $arch"
+	version=$(sed -n 's/^[[:space:]]*tailscale.com \(v[^ ]*\).*/\1/p' "$root/bench/derper/go.mod" | head -n 1)
+	out=$dist/derper/$arch
+	mkdir -p "$out"
+	log "building derper $version for $arch ($goenv)"
+	# Stripped (-s -w) and trimmed as release builds; GOTOOLCHAIN=auto fetches the Go
+	# release the pinned tailscale.com needs from the module proxy.
+	(cd "$root/bench/derper" && env $goenv GOOS=linux CGO_ENABLED=0 GOTOOLCHAIN=auto GOFLAGS=-mod=mod \
+		PATH="$PATH:/usr/local/go/bin" go build -trimpath -ldflags='-s -w' -o "$out/derper.tmp" tailscale.com/cmd/derper)
+	mv "$out/derper.tmp" "$out/derper"
+	printf '%s\n' "$version" >"$out/version"
 }
 
 # Fail (exit 3) when any binary listed in the budget file is larger than its budget.
@@ -150,14 +200,39 @@ check_size() {
 	return $status
 }
 
-# dist/sizes.tsv as Markdown, with the budget column.
+# Size of the one file matching a glob, or "-".
+size_of() {
+	local f
+	for f in "$@"; do
+		[ -f "$f" ] && { stat -c %s "$f"; return; }
+	done
+	echo -
+}
+
+# The size table (Markdown), every figure measured from the files in dist/ now: binaries
+# (cross/build.sh), packages (openwrt/package.sh) and derper (cross/build.sh --derper).
 size_table() {
+	local arch rust_target bytes gz xz budget ipk apk d_bytes d_gz d_xz
 	[ -f "$dist/sizes.tsv" ] || die "no $dist/sizes.tsv: build first"
-	echo "| OpenWrt arch | Rust target | bytes | xz -9e bytes | budget |"
-	echo "| --- | --- | ---: | ---: | ---: |"
-	awk -F'\t' 'NR == FNR { if ($1 !~ /^#/) budget[$1] = $2; next }
-		FNR > 1 { b = ($1 in budget) ? budget[$1] : "-"; printf "| `%s` | `%s` | %s | %s | %s |\n", $1, $2, $3, $4, b }' \
-		"$here/size-budget.tsv" "$dist/sizes.tsv"
+	echo "| OpenWrt arch | tinyderp bytes | gzip -9 | xz -9e | .ipk | .apk | budget | derper bytes | derper gzip -9 | derper xz -9e |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	while IFS=$'\t' read -r arch rust_target bytes gz xz; do
+		[ "$arch" = openwrt_arch ] && continue
+		budget=$(awk -F'\t' -v a="$arch" '$1 == a { print $2 }' "$here/size-budget.tsv")
+		ipk=$(size_of "$dist"/tinyderp_*_"$arch".ipk)
+		apk=$(size_of "$dist/$arch"/tinyderp-*.apk)
+		if [ -f "$dist/derper/$arch/derper" ]; then
+			IFS=$'\t' read -r d_bytes d_gz d_xz < <(measure "$dist/derper/$arch/derper"; echo)
+		else
+			d_bytes=- d_gz=- d_xz=-
+		fi
+		printf '| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$arch" "$bytes" "$gz" "$xz" \
+			"$ipk" "$apk" "${budget:--}" "$d_bytes" "$d_gz" "$d_xz"
+	done <"$dist/sizes.tsv"
+	if [ -f "$(ls "$dist"/derper/*/version 2>/dev/null | head -n 1)" ]; then
+		echo
+		echo "derper: tailscale.com $(cat "$(ls "$dist"/derper/*/version | head -n 1)") cmd/derper, CGO_ENABLED=0, -trimpath -ldflags='-s -w'."
+	fi
 }
 
 main() {
@@ -166,6 +241,13 @@ main() {
 	--check-size) check_size; exit $? ;;
 	--install-only) install_toolchain; exit 0 ;;
 	--size-table) size_table; exit 0 ;;
+	--derper)
+		shift
+		local arches=("$@") a
+		[ ${#arches[@]} -gt 0 ] || mapfile -t arches < <(target_rows | cut -f2)
+		for a in "${arches[@]}"; do build_derper "$a"; done
+		exit 0
+		;;
 	esac
 	local rows=() arg row
 	if [ "$1" = all ]; then

@@ -223,10 +223,6 @@ pub fn problem_from_io(err: io::Error) -> KeyFileProblem {
     }
 }
 
-/// File helpers the certificate store still reaches through this path; they live in
-/// `net::statefile` (transitional re-export until `cert` imports them from there).
-pub(crate) use crate::net::statefile::{create_private_dir, read_bounded, write_atomic};
-
 /// The file text derper writes for `secret` (Go's `json.MarshalIndent(cfg, "", "\t")`).
 pub fn key_file_contents(secret: &SecretKey) -> String {
     format!(

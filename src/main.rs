@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         }
         Command::DerpMap(config) => {
             init_logging(config.log_level.min(log::LevelFilter::Warn));
-            match tinyderp::cert::load(&config.cert_source()) {
+            match tinyderp::net::cert_files::load(&config.cert_source()) {
                 Ok(loaded) => {
                     println!(
                         "{}",
@@ -48,13 +48,5 @@ fn main() -> ExitCode {
 /// Logs go to stderr without timestamps or colours: procd forwards them to logread,
 /// which adds its own time. rustls is kept quiet unless tracing was asked for.
 fn init_logging(level: log::LevelFilter) {
-    let rustls_level = if level >= log::LevelFilter::Trace {
-        level
-    } else {
-        log::LevelFilter::Warn
-    };
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("rustls", rustls_level)
-        .init();
+    tinyderp::net::log_backend::init(level);
 }

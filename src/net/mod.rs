@@ -9,11 +9,13 @@
 
 mod accept;
 mod admission;
+pub mod cert_files;
 mod deadline;
 mod error;
 mod http;
 mod hub;
 mod listen;
+pub mod log_backend;
 mod logging;
 mod metrics;
 mod pacing;

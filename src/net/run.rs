@@ -45,7 +45,7 @@ fn read_mesh_key(path: &std::path::Path) -> Result<[u8; 32], RunError> {
 /// hostname, as derper requires.
 fn load_certificate(config: &Config) -> Result<cert::LoadedCert, RunError> {
     let source = config.cert_source();
-    let loaded = cert::load(&source).map_err(RunError::Certificate)?;
+    let loaded = super::cert_files::load(&source).map_err(RunError::Certificate)?;
     if let cert::CertSource::Manual { cert: path, .. } = &source {
         cert::check_valid_for(&loaded, &config.hostname, path).map_err(RunError::Certificate)?;
     }
@@ -228,7 +228,7 @@ async fn wait_for_flush(server: &Server) {
 /// SIGHUP: reload the certificate from its source; connected clients are untouched.
 fn reload_certificate(server: &Server) {
     let old_pin = server.tls.resolver.pin();
-    match cert::load(&server.config.cert_source())
+    match super::cert_files::load(&server.config.cert_source())
         .and_then(|loaded| server.tls.resolver.replace(loaded))
     {
         Ok(()) => {

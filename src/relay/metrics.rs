@@ -111,7 +111,7 @@ pub(crate) fn bump(counter: &mut u64, n: u64) {
 }
 
 /// All counters of the relay. Gauges that can be read off the state (connections, keys,
-/// watchers) are not stored here; see [`super::RelayStats`].
+/// watchers) are not stored here; see [`RelayStats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Connections registered since start.
@@ -235,7 +235,7 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
 }
 
 /// Renders the counters and the given gauges as Prometheus text exposition format.
-pub(crate) fn render(counters: &Counters, stats: &super::RelayStats, out: &mut String) {
+pub(crate) fn render(counters: &Counters, stats: &RelayStats, out: &mut String) {
     let c = counters;
     let gauges: [(&str, &str, usize); 9] = [
         (
@@ -434,4 +434,27 @@ pub(crate) fn render(counters: &Counters, stats: &super::RelayStats, out: &mut S
         "tinyderp_home_moves_total{{direction=\"out\"}} {}",
         c.home_moves_out
     );
+}
+
+/// Point-in-time gauges for the status page and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Registered connections.
+    pub connections: usize,
+    /// Distinct keys among them.
+    pub keys: usize,
+    /// Connections whose last NotePreferred was true.
+    pub home_connections: usize,
+    /// Connections that sent `Ideal-Node`.
+    pub not_ideal_connections: usize,
+    /// Keys with two or more connections.
+    pub dup_keys: usize,
+    /// Connections belonging to such keys.
+    pub dup_conns: usize,
+    /// Connections subscribed with WatchConns.
+    pub watchers: usize,
+    /// Packets waiting in send queues.
+    pub queued_packets: usize,
+    /// Bytes of RecvPacket frames waiting in send queues.
+    pub queued_bytes: usize,
 }

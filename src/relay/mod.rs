@@ -35,9 +35,10 @@ mod tests;
 
 pub use conn::{NOT_HERE_BURST, NOT_HERE_INTERVAL};
 pub use limit::{TokenBucket, MIN_BYTE_BURST};
+pub use metrics::RelayStats;
 pub use metrics::{Counters, DropReason, PacketKind, PacketTally};
 pub use state::{
-    Action, ConnId, ConnParams, Drained, Relay, RelayLimits, RelayStats, Violation,
-    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_DEPTH, DEFAULT_WATCHER_QUEUE_DEPTH, HOME_MOVE_GRACE,
-    MAX_ENQUEUE_ATTEMPTS, MAX_PEER_GONE_SUBSCRIPTIONS, PEER_GONE_NOTICE_DEPTH,
+    Action, ConnId, ConnParams, Drained, Relay, RelayLimits, Violation, DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_QUEUE_DEPTH, DEFAULT_WATCHER_QUEUE_DEPTH, HOME_MOVE_GRACE, MAX_ENQUEUE_ATTEMPTS,
+    MAX_PEER_GONE_SUBSCRIPTIONS, PEER_GONE_NOTICE_DEPTH,
 };

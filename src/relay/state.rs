@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, WatchUpdate};
-use super::metrics::{self, bump, Counters, DropReason, PacketKind};
+use super::metrics::{self, bump, Counters, DropReason, PacketKind, RelayStats};
 use crate::proto::frame::{
     encode_peer_gone, encode_peer_present, encode_pong, encode_recv_packet, encode_restarting,
     peer_present_flags, ClientFrame, PeerGoneReason, HEADER_LEN,
@@ -153,29 +153,6 @@ pub struct Drained {
     pub disco_bytes: u64,
     /// Something is still pending: call again.
     pub more: bool,
-}
-
-/// Point-in-time gauges for the status page and metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RelayStats {
-    /// Registered connections.
-    pub connections: usize,
-    /// Distinct keys among them.
-    pub keys: usize,
-    /// Connections whose last NotePreferred was true.
-    pub home_connections: usize,
-    /// Connections that sent `Ideal-Node`.
-    pub not_ideal_connections: usize,
-    /// Keys with two or more connections.
-    pub dup_keys: usize,
-    /// Connections belonging to such keys.
-    pub dup_conns: usize,
-    /// Connections subscribed with WatchConns.
-    pub watchers: usize,
-    /// Packets waiting in send queues.
-    pub queued_packets: usize,
-    /// Bytes of RecvPacket frames waiting in send queues.
-    pub queued_bytes: usize,
 }
 
 /// The connections of one key. Usually one; more while a client reconnects or when a key
