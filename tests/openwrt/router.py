@@ -223,7 +223,9 @@ class Router:
         return subprocess.run(["nsenter", "-t", str(self.pid), "-n"] + argv, **kw)
 
     def put(self, path, data, mode=0o644):
-        dst = os.path.join(self.root, path.lstrip("/"))
+        """Writes a file as the router sees it (its /tmp is a tmpfs of its own)."""
+        base = f"/proc/{self.pid}/root" if self.pid else self.root
+        dst = os.path.join(base, path.lstrip("/"))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         with open(dst, "wb" if isinstance(data, bytes) else "w") as f:
             f.write(data)
@@ -241,8 +243,9 @@ class Router:
             time.sleep(0.2)
         raise TimeoutError("timed out waiting for " + what)
 
-    def services(self):
-        return json.loads(self.sh("ubus call service list").stdout or "{}")
+    def services(self, verbose=False):
+        arg = " '{\"verbose\":true}'" if verbose else ""
+        return json.loads(self.sh("ubus call service list" + arg).stdout or "{}")
 
     def instances(self, name="tinyderp"):
         """{instance: {...}} of a service as procd lists it (running ones have a pid)."""
