@@ -156,7 +156,9 @@ awk '
     /^config BUSYBOX_DEFAULT_/ { if (name != "" && !done) emit(""); name = substr($2, 17); done = 0; next }
     /^[ \t]*default / && name != "" && !done {
         line = $0; sub(/^[ \t]*default /, "", line)
-        if (line ~ / if /) next
+        # OpenWrt builds with IPv6: "default y if IPV6" applies; other conditions do not.
+        if (line ~ / if IPV6$/) { sub(/ if IPV6$/, "", line) }
+        else if (line ~ / if /) next
         emit(line); done = 1; next
     }
     function emit(v) {

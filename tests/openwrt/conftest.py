@@ -81,7 +81,7 @@ _results = collections.OrderedDict()
 def pytest_runtest_logreport(report):
     """Counts outcomes per scenario (the test function's name, parameters dropped)."""
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        name = report.nodeid.split("::")[-1].split("[")[0]
+        name = "::".join(report.nodeid.split("::")[-2:]).split("[")[0]
         doc = _docs.get(name, name)
         counts = _results.setdefault(doc, collections.Counter())
         if hasattr(report, "wasxfail"):
@@ -97,7 +97,7 @@ def pytest_collection_modifyitems(items):
     for item in items:
         fn = getattr(item, "function", None)
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn and fn.__doc__ else item.name
-        _docs[item.name.split("[")[0]] = doc
+        _docs["::".join(item.nodeid.split("::")[-2:]).split("[")[0]] = doc
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -161,6 +161,10 @@ class Router:
                     if not os.path.exists(dst):
                         os.makedirs(os.path.dirname(dst), exist_ok=True)
                         shutil.copy(os.path.realpath(lib), dst)
+        # OpenWrt images ship libgcc_s (package libgcc) too.
+        gcc_s = "/lib/x86_64-linux-gnu/libgcc_s.so.1"
+        if os.path.exists(gcc_s) and not os.path.exists(os.path.join(r, gcc_s.lstrip("/"))):
+            shutil.copy(gcc_s, os.path.join(r, gcc_s.lstrip("/")))
         with open(os.path.join(r, "etc/ld.so.conf"), "w") as f:
             f.write("/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n/lib\n/usr/lib\n")
         with open(os.path.join(r, "etc/nsswitch.conf"), "w") as f:
@@ -256,6 +260,18 @@ class Router:
 
     def logread(self):
         return self.sh("logread", check=False).stdout
+
+    def log_mark(self):
+        """Writes a unique line to the log; log_since() returns what follows it."""
+        self._marks = getattr(self, "_marks", 0) + 1
+        mark = f"harness-mark-{os.getpid()}-{self._marks}"
+        self.sh(f"logger -t harness {mark}")
+        return mark
+
+    def log_since(self, mark):
+        text = self.logread()
+        i = text.rfind(mark)
+        return text[i + len(mark):] if i >= 0 else text
 
     def shutdown(self):
         if self.proc is not None and self.proc.poll() is None:
