@@ -49,7 +49,7 @@ if ! "$venv/bin/python" -c 'import pytest' 2>/dev/null; then
     python3 -m venv "$venv" && "$venv/bin/pip" install -q pytest || exit 1
 fi
 
-cd "$here" && "$venv/bin/python" -m pytest -p no:cacheprovider -rfEsxX -v "$@" test_openwrt.py
+cd "$here" && "$venv/bin/python" -m pytest -p no:cacheprovider -rfEsxX -v "$@" test_models.py test_openwrt.py
 rc=$?
 case "$rc" in
 0) exit 0 ;;
