@@ -226,6 +226,10 @@ class Router:
         """Runs a host program in the router's network namespace only."""
         return subprocess.run(["nsenter", "-t", str(self.pid), "-n"] + argv, **kw)
 
+    def host_popen(self, argv, **kw):
+        """Starts a host program in the router's network namespace only."""
+        return subprocess.Popen(["nsenter", "-t", str(self.pid), "-n"] + argv, **kw)
+
     def put(self, path, data, mode=0o644):
         """Writes a file as the router sees it (its /tmp is a tmpfs of its own)."""
         base = f"/proc/{self.pid}/root" if self.pid else self.root
