@@ -58,7 +58,10 @@ async fn relay_once(a: &mut Client, b: &mut Client, seed_b: &str) -> Result<(), 
 
 fn run(args: &[String]) -> Result<(), (u8, String)> {
     let usage = || (64, "usage: see the module doc".to_string());
-    let addr = |s: &String| s.parse::<SocketAddr>().map_err(|e| (64, format!("addr: {e}")));
+    let addr = |s: &String| {
+        s.parse::<SocketAddr>()
+            .map_err(|e| (64, format!("addr: {e}")))
+    };
     match args.first().map(String::as_str) {
         Some("pubkey") => {
             let key = args.get(1).and_then(|s| secret(s)).ok_or_else(usage)?;
