@@ -77,8 +77,7 @@ DEFAULT_FW = {"firewall": [fw_rule("Allow-tinyderp-main-derp", "tcp", 8443),
 
 def instance(command, **extra):
     inst = {"command": command, "respawn": ["3600", "5", "5"], "stdout": True, "stderr": True,
-            "limits": {"nofile": "4096 4096"}, "user": "tinyderp", "no_new_privs": True,
-            "data": DEFAULT_FW}
+            "limits": {"nofile": "4096 4096"}, "user": "tinyderp", "data": DEFAULT_FW}
     inst.update(extra)
     return {k: v for k, v in inst.items() if v is not None}
 
@@ -303,10 +302,17 @@ def case_low_ports_get_only_net_bind_in_a_jail():
     jail = {"name": "tinyderp", "log": True,
             "mount": {"/etc/tinyderp": "1", "/etc/ssl/derp.crt": "0", "/etc/ssl/derp.key": "0"}}
     eq(r.instances(), {"main": instance(cmd, capabilities="/etc/capabilities/tinyderp.json",
-                                        jail=jail, data=fw)}, "instances")
+                                        jail=jail, data=fw, no_new_privs=True)}, "instances")
     caps = json.load(open(os.path.join(ROOT, "init.d", "tinyderp.capabilities.json")))
     for kind in ("bounding", "effective", "ambient", "permitted", "inheritable"):
         eq(caps[kind], ["CAP_NET_BIND_SERVICE"], f"capabilities {kind}")
+
+
+def case_high_port_with_ujail_is_jailed_without_capabilities():
+    # procd applies no_new_privs only through ujail (checked on real procd by tests/openwrt).
+    r = run_init(section("option enabled '1'"), ujail=True)
+    jail = {"name": "tinyderp", "log": True, "mount": {"/etc/tinyderp": "1"}}
+    eq(r.instances(), {"main": instance(BASE_CMD, jail=jail, no_new_privs=True)}, "instances")
 
 
 def case_low_port_without_ujail_is_refused():
