@@ -25,19 +25,27 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 const HELP_TRIGGERS: &[&str] = &["-h", "--help", "help"];
 /// First argument that selects "print DERP map snippets and exit".
 pub const DERPMAP_COMMAND: &str = "derpmap";
+/// First argument that selects "check that the relay is reachable, report and exit".
+pub const CHECK_COMMAND: &str = "check";
+/// Option of the check command only: print the report as JSON.
+pub const CHECK_JSON: &str = "--json";
 
 /// The raw flags, as argh collects them; see [`crate::config`] for validation and defaults.
 #[derive(FromArgs, Debug, Default, Clone, PartialEq)]
 #[argh(
     description = "tinyderp: a small Tailscale-compatible DERP relay and STUN server.",
-    usage = "[derpmap] [options]",
+    usage = "[derpmap|check [--json]] [options]",
     help_triggers("-h", "--help", "help"),
     example = "tinyderp --hostname myhome.example.net --state-dir /etc/tinyderp",
     example = "tinyderp derpmap --hostname myhome.example.net",
+    example = "tinyderp check --hostname myhome.example.net",
     example = "tinyderp --dev",
     note = "tinyderp derpmap [options] prints the ready-to-paste DERP map snippets\n\
 (Tailscale policy file, headscale) and exits; give it the same options as\n\
 the server so the snippets match.",
+    note = "tinyderp check [--json] [options] checks that the relay is reachable through\n\
+its public name (DNS records, WAN address class, firewall, DERP and STUN end to\n\
+end) and exits 0 (all OK), 1 (warnings) or 2 (failures).",
     note = "Every option is also a UCI option in /etc/config/tinyderp: the flag name\n\
 with _ for - (--stun-port 3478 is option stun_port '3478').",
     note = "Signals: SIGHUP re-reads the certificate and the --rate-config file (other\n\
@@ -147,6 +155,12 @@ pub struct Flags {
     /// Default none.
     #[argh(option, arg_name = "IP")]
     pub public_ipv6: Option<String>,
+
+    /// network interface of the internet line, which `tinyderp check` and the running
+    /// server's reachability watch compare DNS records with (e.g. eth1, pppoe-wan).
+    /// Default: the interface holding the default route.
+    #[argh(option, arg_name = "IFACE")]
+    pub wan_interface: Option<String>,
 
     /// an address or range (e.g. 192.168.1.0/24) allowed to read /debug/varz and the
     /// detailed status page (repeatable). Default: loopback only (always allowed).
@@ -271,6 +285,13 @@ pub enum Command {
     Serve(Config),
     /// Print the DERP map snippets (needs the certificate pin) and exit.
     DerpMap(Config),
+    /// Check reachability (see [`crate::check`]) and exit; `json` selects JSON output.
+    Check {
+        /// The server's configuration.
+        config: Config,
+        /// `--json` was given.
+        json: bool,
+    },
 }
 
 /// The program should exit now, printing `output`: help, version, or a usage error.
@@ -327,6 +348,20 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
     if let Some(index) = derpmap_at {
         normalized.remove(index);
     }
+    let check_at = in_flag_position.iter().copied().find(|index| {
+        derpmap_at.is_none()
+            && normalized
+                .get(*index)
+                .is_some_and(|token| token == CHECK_COMMAND)
+    });
+    let mut json = false;
+    if let Some(index) = check_at {
+        normalized.remove(index);
+        if let Some(at) = normalized.iter().position(|token| token == CHECK_JSON) {
+            normalized.remove(at);
+            json = true;
+        }
+    }
     let refs: Vec<&str> = normalized.iter().map(String::as_str).collect();
     let flags = Flags::from_args(&[PROGRAM_NAME], &refs).map_err(|early| match early.status {
         Ok(()) => CliExit {
@@ -347,6 +382,8 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
         Config::from_flags(&flags).map_err(|err| CliExit::usage_error(&err.to_string()))?;
     Ok(if derpmap_at.is_some() {
         Command::DerpMap(config)
+    } else if check_at.is_some() {
+        Command::Check { config, json }
     } else {
         Command::Serve(config)
     })

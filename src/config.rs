@@ -162,6 +162,9 @@ pub struct Config {
     pub cert: CertConfig,
     /// File holding the 64-hex-digit mesh key (only the path; it is read at start).
     pub mesh_psk_file: Option<PathBuf>,
+    /// `--wan-interface`: the internet line's interface for the reachability check
+    /// (`None`: the one holding the default route).
+    pub wan_interface: Option<String>,
     /// What the printed DERP map snippets say.
     pub derp_map: DerpMapParams,
     /// Log verbosity.
@@ -296,6 +299,7 @@ impl Config {
             .map_or_else(|| state_dir.join(SERVER_KEY_FILE_NAME), PathBuf::from);
         let cert = parse_cert_config(flags, &state_dir)?;
         let mesh_psk_file = given(&flags.mesh_psk_file).map(PathBuf::from);
+        let wan_interface = given(&flags.wan_interface).map(str::to_string);
 
         let derp_map = parse_derp_map(flags, &hostname, listen.port(), stun_port)?;
 
@@ -348,6 +352,7 @@ impl Config {
             server_key,
             cert,
             mesh_psk_file,
+            wan_interface,
             derp_map,
             log_level,
             metrics_allow,

@@ -192,6 +192,7 @@ pub(crate) fn render_metrics(server: &Server) -> String {
     );
     server.hub().relay.render_metrics(&mut out);
     server.metrics().render(&mut out);
+    super::check_watch::render_metrics(&mut out);
     out
 }
 
@@ -215,9 +216,11 @@ fn home_page(server: &Server, head: &RequestHead, peer: SocketAddr) -> Vec<u8> {
         key = server.public,
         pin = server.resolver.pin(),
     );
-    if debug_allowed(server, head, peer.ip()) {
+    let detailed = debug_allowed(server, head, peer.ip());
+    if detailed {
         page.push_str("<p><a href=\"/debug/varz\">Metrics</a></p>\n");
     }
+    page.push_str(&super::check_watch::status_html(detailed));
     let _ = write!(
         page,
         "<h2>DERP map</h2>\n<pre>{}</pre>\n</body></html>\n",
@@ -228,7 +231,7 @@ fn home_page(server: &Server, head: &RequestHead, peer: SocketAddr) -> Vec<u8> {
     http_proto::simple_response(200, "OK", &headers, page.as_bytes())
 }
 
-fn escape_html(text: &str) -> String {
+pub(crate) fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

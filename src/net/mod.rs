@@ -3,6 +3,8 @@
 //! clock and the async runtime; everything it learns it hands to `relay` as events with
 //! `now`, and it carries out the actions `relay` returns.
 
+pub mod check_probe;
+mod check_watch;
 mod conn;
 mod derp;
 mod http;
