@@ -16,3 +16,5 @@ chown() {
 have_ujail() {
 	[ "${TEST_UJAIL:-0}" = 1 ]
 }
+# A stand-in for /usr/sbin/tinyderp when a test sets TEST_PROG.
+[ -z "${TEST_PROG:-}" ] || PROG=$TEST_PROG

@@ -67,7 +67,7 @@ class Run:
         return [a for a in self.actions if a.startswith("logger -t tinyderp -p daemon.err ")]
 
 
-def run_init(config, action="start", extra_files=None, ujail=False, passwd=PASSWD):
+def run_init(config, action="start", extra_files=None, ujail=False, passwd=PASSWD, prog=None):
     tmp = tempfile.mkdtemp(prefix="tinyderp-init-")
     try:
         confdir = os.path.join(tmp, "config")
@@ -95,6 +95,8 @@ def run_init(config, action="start", extra_files=None, ujail=False, passwd=PASSW
             "RC_TEST_HOOK": os.path.join(HERE, "hook.sh"),
             "TEST_UJAIL": "1" if ujail else "0",
         }
+        if prog is not None:
+            env["TEST_PROG"] = prog
         p = subprocess.run([BUSYBOX, "ash", os.path.join(MODEL, "etc", "rc.common"), script, action],
                            env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
         messages = []
@@ -168,7 +170,8 @@ def case_service_triggers_and_validation():
                         "tls_cert", "tls_key", "meta_cert", "region_id", "region_code", "region_name",
                         "node_name", "public_derp_port", "public_stun_port", "public_ipv4", "public_ipv6",
                         "metrics_allow", "tcp_write_timeout", "tcp_keepalive", "tcp_user_timeout",
-                        "mesh_psk_file", "mesh_with", "verify_clients", "verify_client_url", "log_level"}
+                        "mesh_psk_file", "mesh_with", "verify_clients", "verify_client_url", "wan_interface",
+                        "log_level"}
     eq(set(schema["data"]), expected_options, "validated options")
     # fw4 is told after start (older fw4 does not watch service data)
     eq([(o, m, p) for o, m, p in r.messages if m == "event"],
@@ -369,6 +372,29 @@ def make_valid_duration_case(value):
         eq(r.instances()["main"]["command"][-2:], ["--tcp-write-timeout", value], "command tail")
     case.__name__ = f"case_duration_{value}"
     return case
+
+
+def case_check_command_runs_the_check_with_the_service_options():
+    tmp = tempfile.mkdtemp(prefix="tinyderp-check-")
+    try:
+        args_file = os.path.join(tmp, "args")
+        prog = os.path.join(tmp, "tinyderp")
+        with open(prog, "w") as f:
+            f.write(f"#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done > {args_file}\nexit 1\n")
+        os.chmod(prog, 0o755)
+        r = run_init(section("option enabled '1'", "option hostname 'home.example.net'",
+                             "option region_name \"Tom's home\"", "option wan_interface 'pppoe-wan'"),
+                     action="check", prog=prog)
+        eq(r.rc, 1, f"exit code (the check's own); stderr: {r.stderr}")
+        eq(open(args_file).read().splitlines(),
+           ["check"] + BASE_CMD[1:] + ["--hostname", "home.example.net", "--region-name", "Tom's home",
+                                       "--wan-interface", "pppoe-wan"],
+           "check command line")
+        eq(r.messages, [], "no procd message")
+        r = run_init(section("option enabled '0'"), action="check", prog=prog)
+        eq(r.rc, 2, "exit code when disabled")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def case_list_items_and_single_options():
