@@ -278,5 +278,16 @@ for case in case_public case_stale case_cgnat case_double_nat case_firewall; do
 	$case
 	cleanup
 done
+# docs/troubleshooting.md shows these outputs: they must still be what the check prints
+# (STUN mapped ports differ from run to run).
+for case in public stale cgnat double-nat double-nat-forwarded firewall-closed; do
+	if python3 - "$repo/docs/troubleshooting.md" "$out/$case.txt" "$case" <<'PY'; then ok "docs/troubleshooting.md shows the $case output"; else fail "docs/troubleshooting.md differs from the $case output (copy $out/$case.txt)"; fi
+import re, sys
+doc, run, case = open(sys.argv[1]).read(), open(sys.argv[2]).read(), sys.argv[3]
+found = re.search(r"<!-- check-output: " + re.escape(case) + r" -->\n```text\n(.*?)```", doc, re.S)
+mask = lambda text: re.sub(r"(mapped (\[[0-9a-f:]+\]|[0-9.]+)):\d+", r"\1:PORT", text).strip()
+sys.exit(0 if found and mask(found.group(1)) == mask(run) else 1)
+PY
+done
 echo "check-netns: $passes passed, $failures failed (outputs in $out)"
 [ "$failures" = 0 ]
