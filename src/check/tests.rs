@@ -380,3 +380,51 @@ fn unknown_matches_make_the_answer_uncertain() {
     assert!(verdict.accepted);
     assert!(verdict.uncertain);
 }
+
+#[test]
+fn hairpin_mapped_address_is_expected_but_a_foreign_public_one_is_not() {
+    let inner = Ipv4Addr::new(192, 168, 1, 2);
+    let mut obs = healthy(&[ip4(PUBLIC)], wan(&[inner], &[]));
+    obs.stun[0].1 = StunProbe::Mapped("192.168.1.1:40000".parse().unwrap());
+    let report = evaluate(&obs);
+    let stun = report.step("stun").unwrap();
+    assert_eq!(stun.status, Status::Ok);
+    assert!(stun.detail.contains("hairpin NAT"), "{stun:?}");
+    obs.stun[0].1 = StunProbe::Mapped("198.51.100.200:40000".parse().unwrap());
+    assert_eq!(status(&evaluate(&obs), "stun"), Status::Warn);
+}
+
+#[test]
+fn check_command_line() {
+    use crate::cli::{parse, Command};
+    let argv = |words: &[&str]| -> Vec<String> {
+        std::iter::once("tinyderp")
+            .chain(words.iter().copied())
+            .map(String::from)
+            .collect()
+    };
+    match parse(&argv(&[
+        "check",
+        "--json",
+        "--hostname",
+        "home.example.net",
+        "--wan-interface",
+        "eth1",
+    ])) {
+        Ok(Command::Check { config, json }) => {
+            assert!(json);
+            assert_eq!(config.hostname, "home.example.net");
+            assert_eq!(config.wan_interface.as_deref(), Some("eth1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse(&argv(&["-hostname", "h.example.net", "check"])) {
+        Ok(Command::Check { json, config }) => {
+            assert!(!json);
+            assert_eq!(config.wan_interface, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    // --json belongs to check only.
+    assert!(parse(&argv(&["--json"])).is_err());
+}
