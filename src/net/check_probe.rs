@@ -233,20 +233,51 @@ async fn firewall(
             Some("no WAN interface (no default route): skipped".into()),
         );
     };
-    let v6 = wan.v4.is_empty();
+    // IPv4 when the WAN has it, IPv6 when it has a global address: each must be open.
+    let mut families = Vec::new();
+    if !wan.v4.is_empty() {
+        families.push(false);
+    }
+    if wan
+        .v6
+        .iter()
+        .any(|ip| crate::check::classify_v6(*ip) == crate::check::V6Class::Global)
+    {
+        families.push(true);
+    }
+    if families.is_empty() {
+        families.push(false);
+    }
     let mut ports = vec![(Proto::Tcp, config.listen.port())];
     if let Some(stun) = config.stun {
         ports.push((Proto::Udp, stun.port()));
     }
     let mut verdicts = Vec::new();
     for (proto, port) in ports {
-        let packet = Packet {
-            iifname: iifname.clone(),
-            proto,
-            dport: port,
-            v6,
-        };
-        match judge(&ruleset, &packet) {
+        let mut combined: Option<crate::check::FirewallVerdict> = None;
+        for v6 in &families {
+            let packet = Packet {
+                iifname: iifname.clone(),
+                proto,
+                dport: port,
+                v6: *v6,
+            };
+            let Some(mut verdict) = judge(&ruleset, &packet) else {
+                continue;
+            };
+            if *v6 && families.len() > 1 {
+                verdict.reason = format!("IPv6: {}", verdict.reason);
+            }
+            combined = Some(match combined {
+                None => verdict,
+                Some(first) if !first.accepted => first,
+                Some(first) => crate::check::FirewallVerdict {
+                    uncertain: first.uncertain || verdict.uncertain,
+                    ..verdict
+                },
+            });
+        }
+        match combined {
             Some(verdict) => verdicts.push((proto, port, verdict)),
             None => {
                 let why = if on_openwrt {

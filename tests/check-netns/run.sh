@@ -211,6 +211,13 @@ case_public() {
 	run_check public 0 dns=ok records=ok wan-ipv4=ok:"public IPv4 203.0.113.10" wan-ipv6=ok firewall=ok derp=ok stun=ok
 	if outside_connect 203.0.113.10; then ok "public: an outside host reaches TCP 8443"; else fail "public: outside host cannot connect"; fi
 	watched public derp ok
+	# Opened for IPv4 only: the IPv6 path is named closed.
+	in_ns "$tag-rtr" nft flush ruleset && in_ns "$tag-rtr" nft -f "$repo/src/check/testdata/fw4-closed.nft" &&
+		in_ns "$tag-rtr" nft insert rule inet fw4 input_wan meta nfproto ipv4 tcp dport 8443 accept &&
+		in_ns "$tag-rtr" nft insert rule inet fw4 input_wan meta nfproto ipv4 udp dport 3478 accept ||
+		{ fail "public: IPv4-only firewall setup"; return; }
+	run_check firewall-ipv4-only 2 firewall=fail:"IPv6: reject" wan-ipv6=ok derp=ok
+	if outside_connect 2001:db8:1::10; then fail "public: IPv6 got through the IPv4-only rule"; else ok "public: the kernel really refuses TCP 8443 over IPv6"; fi
 }
 
 # Case 2: the DDNS record still holds the line's previous address.
