@@ -287,7 +287,7 @@ for case in case_public case_stale case_cgnat case_double_nat case_firewall; do
 done
 # docs/troubleshooting.md shows these outputs: they must still be what the check prints
 # (STUN mapped ports differ from run to run).
-for case in public stale cgnat double-nat double-nat-forwarded firewall-closed; do
+for case in public stale cgnat double-nat double-nat-forwarded firewall-closed firewall-ipv4-only; do
 	if python3 - "$repo/docs/troubleshooting.md" "$out/$case.txt" "$case" <<'PY'; then ok "docs/troubleshooting.md shows the $case output"; else fail "docs/troubleshooting.md differs from the $case output (copy $out/$case.txt)"; fi
 import re, sys
 doc, run, case = open(sys.argv[1]).read(), open(sys.argv[2]).read(), sys.argv[3]
