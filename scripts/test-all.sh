@@ -15,7 +15,7 @@ export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
 log_dir="${TEST_LOG_DIR:-$HOME/.cache/tinyderp/test-logs}"
 mkdir -p "$log_dir"
 
-all_stages=(rust router openwrt interop bench fuzz soak)
+all_stages=(rust reachability router openwrt interop bench fuzz soak)
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=("${all_stages[@]}")
 
@@ -35,6 +35,15 @@ stage_rust() {
         cargo build --release --locked &&
         cargo test --locked &&
         cargo test --locked --features https-admission --lib --test admission
+}
+
+# `tinyderp check` on home lines built from network namespaces (public address, stale
+# DDNS record, carrier-grade NAT, double NAT, closed firewall) with a local DNS server,
+# and the running relay's own reachability watch. Needs root (CI runs as root).
+stage_reachability() {
+    apt_install iproute2 nftables python3 &&
+        cargo build --release --locked &&
+        TINYDERP_BIN="$CARGO_TARGET_DIR/release/tinyderp" bash tests/check-netns/run.sh
 }
 
 apt_updated=0

@@ -9,8 +9,8 @@
 use argh::FromArgs;
 
 use crate::cli::{
-    Flags, DERPMAP_COMMAND, EXIT_OK, EXIT_USAGE, HELP_TRIGGERS, PROGRAM_NAME, VALIDATE_COMMAND,
-    VERSION,
+    Flags, CHECK_COMMAND, CHECK_JSON, DERPMAP_COMMAND, EXIT_OK, EXIT_USAGE, HELP_TRIGGERS,
+    PROGRAM_NAME, VALIDATE_COMMAND, VERSION,
 };
 use crate::config::derper::{flag_positions, normalize_args};
 use crate::config::{Config, ConfigError};
@@ -24,6 +24,13 @@ pub enum Command {
     DerpMap(Config),
     /// The options are valid: exit 0.
     Validate(Config),
+    /// Check reachability (see [`crate::check`]) and exit; `json` selects JSON output.
+    Check {
+        /// The server's configuration.
+        config: Config,
+        /// `--json` was given.
+        json: bool,
+    },
 }
 
 /// The program should exit now, printing `output`: help, version, or a usage error.
@@ -85,11 +92,19 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
         return Err(help());
     }
     let command_at = in_flag_position.iter().copied().find(|index| {
-        normalized
-            .get(*index)
-            .is_some_and(|token| token == DERPMAP_COMMAND || token == VALIDATE_COMMAND)
+        normalized.get(*index).is_some_and(|token| {
+            token == DERPMAP_COMMAND || token == VALIDATE_COMMAND || token == CHECK_COMMAND
+        })
     });
     let command_word = command_at.map(|index| normalized.remove(index));
+    // `check --json`: the one option that belongs to the command, not to the server.
+    let mut json = false;
+    if command_word.as_deref() == Some(CHECK_COMMAND) {
+        if let Some(at) = normalized.iter().position(|token| token == CHECK_JSON) {
+            normalized.remove(at);
+            json = true;
+        }
+    }
     let refs: Vec<&str> = normalized.iter().map(String::as_str).collect();
     let flags = Flags::from_args(&[PROGRAM_NAME], &refs).map_err(|early| match early.status {
         Ok(()) => CliExit {
@@ -112,6 +127,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
     Ok(match command_word.as_deref() {
         Some(DERPMAP_COMMAND) => Command::DerpMap(config),
         Some(VALIDATE_COMMAND) => Command::Validate(config),
+        Some(CHECK_COMMAND) => Command::Check { config, json },
         _ => Command::Serve(config),
     })
 }

@@ -13,6 +13,7 @@
 
 pub mod admit;
 pub mod cert;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod command;

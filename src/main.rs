@@ -1,5 +1,5 @@
 //! The `tinyderp` binary: parse the command line, start logging, run the server (or print
-//! the DERP map), and map the outcome to an exit code: 0 ok, 1 runtime failure, 2 usage.
+//! the DERP map, or check reachability), and map the outcome to an exit code: 0 ok, 1 runtime failure, 2 usage.
 
 use std::process::ExitCode;
 
@@ -41,6 +41,16 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Check { config, json } => {
+            init_logging(config.log_level.min(log::LevelFilter::Warn));
+            let report = tinyderp::net::check_probe::run_check(&config);
+            if json {
+                println!("{}", report.render_json());
+            } else {
+                println!("{}", report.render_text());
+            }
+            ExitCode::from(report.exit_code())
         }
     }
 }

@@ -27,16 +27,21 @@ pub const HELP_TRIGGERS: &[&str] = &["-h", "--help", "help"];
 pub const DERPMAP_COMMAND: &str = "derpmap";
 /// First argument that selects "check the options as the server would, then exit".
 pub const VALIDATE_COMMAND: &str = "validate";
+/// First argument that selects "check that the relay is reachable, report and exit".
+pub const CHECK_COMMAND: &str = "check";
+/// Option of the check command only: print the report as JSON.
+pub const CHECK_JSON: &str = "--json";
 
 /// The raw flags, as argh collects them; see [`crate::config`] for validation and defaults.
 #[derive(FromArgs, Debug, Default, Clone, PartialEq)]
 #[argh(
     description = "tinyderp: a small Tailscale-compatible DERP relay and STUN server.",
-    usage = "[derpmap|validate] [options]",
+    usage = "[derpmap|validate|check [--json]] [options]",
     help_triggers("-h", "--help", "help"),
     example = "tinyderp --hostname myhome.example.net --state-dir /etc/tinyderp",
     example = "tinyderp derpmap --hostname myhome.example.net",
     example = "tinyderp validate --max-clients 20",
+    example = "tinyderp check --hostname myhome.example.net",
     example = "tinyderp --dev",
     note = "tinyderp derpmap [options] prints the ready-to-paste DERP map snippets\n\
 (Tailscale policy file, headscale) and exits; give it the same options as\n\
@@ -44,6 +49,9 @@ the server so the snippets match.",
     note = "tinyderp validate [options] checks the options exactly as the server\n\
 would and exits 0, or prints what is wrong (with the UCI option name) and\n\
 exits 2; the init script runs it before starting the relay.",
+    note = "tinyderp check [--json] [options] checks that the relay is reachable through\n\
+its public name (DNS records, WAN address class, firewall, DERP and STUN end to\n\
+end) and exits 0 (all OK), 1 (warnings) or 2 (failures).",
     note = "Every option is also a UCI option in /etc/config/tinyderp: the flag name\n\
 with _ for - (--stun-port 3478 is option stun_port '3478').",
     note = "Signals: SIGHUP re-reads the certificate and the --rate-config file (other\n\
@@ -153,6 +161,12 @@ pub struct Flags {
     /// Default none.
     #[argh(option, arg_name = "IP")]
     pub public_ipv6: Option<String>,
+
+    /// network interface of the internet line, which `tinyderp check` and the running
+    /// server's reachability watch compare DNS records with (e.g. eth1, pppoe-wan).
+    /// Default: the interface holding the default route.
+    #[argh(option, arg_name = "IFACE")]
+    pub wan_interface: Option<String>,
 
     /// an address or range (e.g. 192.168.1.0/24) allowed to read /debug/varz and the
     /// detailed status page (repeatable). Default: loopback only (always allowed).

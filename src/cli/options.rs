@@ -162,7 +162,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         script_default: Some("-1"),
         default: DefaultValue::Literal("-1"),
         valid: Some("8080"),
-        invalid: Some("0"),
+        invalid: Some("65536"),
         summary: "Plain-HTTP port (captive-portal check, redirect to https); -1 turns it off.",
         ..opt("--http-port", Kind::Value, "range(-1,65535)")
     },
@@ -287,6 +287,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         invalid: Some("198.51.100.1"),
         summary: "Public IPv6 address written into the DERP map (leave unset with a DDNS name).",
         ..opt("--public-ipv6", Kind::Value, "ip6addr")
+    },
+    OptionSpec {
+        default: DefaultValue::Unset("the interface holding the default route"),
+        valid: Some("eth1"),
+        invalid: Some("eth 1"),
+        summary: "Interface of the internet line that tinyderp check and the running relay's reachability watch compare DNS records with.",
+        ..opt("--wan-interface", Kind::Value, "string")
     },
     OptionSpec {
         default: DefaultValue::Unset("loopback only"),

@@ -48,6 +48,7 @@ pub(crate) const KNOWN_FLAGS: &[(&str, &str, Arity)] = &[
     ("public-stun-port", "--public-stun-port", Arity::Value),
     ("public-ipv4", "--public-ipv4", Arity::Value),
     ("public-ipv6", "--public-ipv6", Arity::Value),
+    ("wan-interface", "--wan-interface", Arity::Value),
     ("metrics-allow", "--metrics-allow", Arity::Repeated),
     ("tcp-write-timeout", "--tcp-write-timeout", Arity::Value),
     ("tcp-keepalive", "--tcp-keepalive", Arity::Value),

@@ -145,6 +145,8 @@ pub enum Want {
     LogLevel,
     /// A supported certificate mode.
     CertMode,
+    /// A network interface name.
+    InterfaceName,
 }
 
 /// A numeric bound, for [`ConfigError::OutOfRange`].
@@ -328,6 +330,9 @@ impl fmt::Display for Want {
         use super::{MAX_MAX_CLIENTS, MAX_REGION_ID, MIN_REGION_ID};
         match self {
             Want::Port => f.write_str("a port number (use 1-65535)"),
+            Want::InterfaceName => f.write_str(
+                "an interface name (1-15 characters, no spaces or '/'; e.g. eth1, pppoe-wan)",
+            ),
             Want::PortOrOff(off_means) => {
                 write!(f, "a port number (use 1-65535, or -1 to {off_means})")
             }

@@ -38,8 +38,9 @@ pub use values::{parse_bytes, parse_go_bool, parse_go_duration, parse_listen_add
 use cidr::canonical_ip;
 use error::{Bound, Rule, Unsupported, Want};
 use values::{
-    bounded_list, check_hostname, check_label, given, not_a, parse_decimal, parse_ip,
-    parse_listen_port, parse_log_level, parse_port, parse_port_or_off, parse_tcp_duration,
+    bounded_list, check_hostname, check_interface_name, check_label, given, not_a, parse_decimal,
+    parse_ip, parse_listen_port, parse_log_level, parse_port, parse_port_or_off,
+    parse_tcp_duration,
 };
 
 pub const DEFAULT_DERP_PORT: u16 = 8443;
@@ -131,6 +132,9 @@ pub struct Config {
     pub cert: CertConfig,
     /// File holding the 64-hex-digit mesh key (only the path; it is read at start).
     pub mesh_psk_file: Option<PathBuf>,
+    /// `--wan-interface`: the internet line's interface for the reachability check
+    /// (`None`: the one holding the default route).
+    pub wan_interface: Option<String>,
     /// What the printed DERP map snippets say.
     pub derp_map: DerpMapParams,
     /// Log verbosity.
@@ -231,6 +235,9 @@ impl Config {
             .map_or_else(|| state_dir.join(SERVER_KEY_FILE_NAME), PathBuf::from);
         let cert = parse_cert_config(flags, &state_dir)?;
         let mesh_psk_file = given(&flags.mesh_psk_file).map(PathBuf::from);
+        let wan_interface = given(&flags.wan_interface)
+            .map(|text| check_interface_name("--wan-interface", text))
+            .transpose()?;
 
         let derp_map = parse_derp_map(flags, &hostname, listen.port(), stun_port)?;
 
@@ -283,6 +290,7 @@ impl Config {
             server_key,
             cert,
             mesh_psk_file,
+            wan_interface,
             derp_map,
             log_level,
             metrics_allow,

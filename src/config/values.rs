@@ -88,6 +88,23 @@ pub(super) fn parse_port_or_off(
     }
 }
 
+/// Longest Linux interface name (`IFNAMSIZ` less the terminating NUL).
+const MAX_INTERFACE_NAME_LEN: usize = 15;
+
+/// Accepts a Linux network interface name: 1-15 characters, no white space, `/` or `:`.
+pub(super) fn check_interface_name(flag: &'static str, text: &str) -> Result<String, ConfigError> {
+    let usable = !text.is_empty()
+        && text.len() <= MAX_INTERFACE_NAME_LEN
+        && text
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
+    if usable {
+        Ok(String::from(text))
+    } else {
+        Err(not_a(flag, text, Want::InterfaceName))
+    }
+}
+
 /// Parses an IPv4 or IPv6 address.
 pub(super) fn parse_ip(flag: &'static str, text: &str) -> Result<IpAddr, ConfigError> {
     IpAddr::from_str(text).map_err(|_| not_a(flag, text, Want::IpAddr))

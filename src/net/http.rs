@@ -190,6 +190,7 @@ pub(crate) fn render_metrics(server: &Server) -> String {
     server.hub.lock().relay.render_metrics(&mut out);
     server.telemetry.metrics().render(&mut out);
     super::websocket::render_metrics(&mut out);
+    super::check_watch::render_metrics(&mut out);
     out
 }
 
@@ -213,9 +214,11 @@ fn home_page(server: &Server, head: &RequestHead, peer: SocketAddr) -> Vec<u8> {
         key = server.identity.public,
         pin = server.tls.resolver.pin(),
     );
-    if debug_allowed(server, head, peer.ip()) {
+    let detailed = debug_allowed(server, head, peer.ip());
+    if detailed {
         page.push_str("<p><a href=\"/debug/varz\">Metrics</a></p>\n");
     }
+    page.push_str(&super::check_watch::status_html(detailed));
     let _ = write!(
         page,
         "<h2>DERP map</h2>\n<pre>{}</pre>\n</body></html>\n",
@@ -226,7 +229,7 @@ fn home_page(server: &Server, head: &RequestHead, peer: SocketAddr) -> Vec<u8> {
     http_proto::simple_response(200, "OK", &headers, page.as_bytes())
 }
 
-fn escape_html(text: &str) -> String {
+pub(crate) fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -10,6 +10,8 @@
 mod accept;
 mod admission;
 pub mod cert_files;
+pub mod check_probe;
+mod check_watch;
 mod deadline;
 mod error;
 mod http;

@@ -180,6 +180,7 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
         "paste one of these into your DERP map:\n{}",
         server.derp_map_text()
     );
+    owned_tasks.push(ex.spawn(super::check_watch::watch(server.config.clone())));
     owned_tasks.push(ex.spawn(accept::accept_loop(
         server.clone(),
         derp_listener,

@@ -20,3 +20,5 @@ have_ujail() {
 check_options() {
 	"$TEST_TINYDERP" validate "$@" 2>&1
 }
+# A stand-in for /usr/sbin/tinyderp when a test sets TEST_PROG.
+[ -z "${TEST_PROG:-}" ] || PROG=$TEST_PROG

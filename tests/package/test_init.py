@@ -101,7 +101,7 @@ class Run:
         return [a for a in self.actions if a.startswith("logger -t tinyderp -p daemon.err ")]
 
 
-def run_init(config, action="start", extra_files=None, ujail=False, passwd=PASSWD):
+def run_init(config, action="start", extra_files=None, ujail=False, passwd=PASSWD, prog=None):
     tmp = tempfile.mkdtemp(prefix="tinyderp-init-")
     try:
         confdir = os.path.join(tmp, "config")
@@ -130,6 +130,8 @@ def run_init(config, action="start", extra_files=None, ujail=False, passwd=PASSW
             "TEST_UJAIL": "1" if ujail else "0",
             "TEST_TINYDERP": TINYDERP or "/nonexistent/tinyderp",
         }
+        if prog is not None:
+            env["TEST_PROG"] = prog
         p = subprocess.run([BUSYBOX, "ash", os.path.join(MODEL, "etc", "rc.common"), script, action],
                            env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
         messages = []
@@ -453,6 +455,29 @@ def make_valid_duration_case(value):
         eq(r.instances()["main"]["command"][-2:], ["--tcp-write-timeout", value], "command tail")
     case.__name__ = f"case_duration_{value}"
     return case
+
+
+def case_check_command_runs_the_check_with_the_service_options():
+    tmp = tempfile.mkdtemp(prefix="tinyderp-check-")
+    try:
+        args_file = os.path.join(tmp, "args")
+        prog = os.path.join(tmp, "tinyderp")
+        with open(prog, "w") as f:
+            f.write(f"#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done > {args_file}\nexit 1\n")
+        os.chmod(prog, 0o755)
+        r = run_init(section("option enabled '1'", "option hostname 'home.example.net'",
+                             "option region_name \"Tom's home\"", "option wan_interface 'pppoe-wan'"),
+                     action="check", prog=prog)
+        eq(r.rc, 1, f"exit code (the check's own); stderr: {r.stderr}")
+        eq(open(args_file).read().splitlines(),
+           ["check"] + base_cmd("home.example.net")[1:] + ["--region-name", "Tom's home",
+                                                           "--wan-interface", "pppoe-wan"],
+           "check command line")
+        eq(r.messages, [], "no procd message")
+        r = run_init(section("option enabled '0'"), action="check", prog=prog)
+        eq(r.rc, 2, "exit code when disabled")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def case_list_items_and_single_options():
