@@ -29,6 +29,7 @@ stage_rust() {
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
     apt_install python3 &&
         bash scripts/check-lints.sh &&
+        python3 scripts/check-docs.py &&
         cargo fmt --all -- --check &&
         cargo clippy --all-targets --locked -- -D warnings &&
         cargo clippy --all-targets --locked --features https-admission -- -D warnings &&

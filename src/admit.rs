@@ -1,6 +1,6 @@
 //! Who may use the relay, as pure policy: the allowlist, the local tailscaled (LocalAPI
 //! whois) and the admission URL, checked after the DERP handshake so a home line does not
-//! become a free relay for strangers (protocol reference §3.2).
+//! become a free relay for strangers (docs/protocol.md §3.2).
 //!
 //! Order, as upstream: mesh peers (checked by the caller) bypass everything; a key on the
 //! allowlist is admitted without further questions; otherwise every configured check

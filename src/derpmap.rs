@@ -4,7 +4,7 @@
 //! The owner pastes one of these snippets: into the Tailscale policy file (`"derpMap"`),
 //! into a headscale YAML file listed under `derp.paths`, or serves the JSON document to
 //! headscale through `derp.urls`. Field names and meanings follow upstream
-//! `tailcfg.DERPMap` / `DERPRegion` / `DERPNode` (protocol notes §7).
+//! `tailcfg.DERPMap` / `DERPRegion` / `DERPNode` (docs/protocol.md §7).
 //!
 //! JSON is produced with serde_json from structs whose field order is the output order.
 //! YAML is written by hand (there is no YAML dependency) with every string value

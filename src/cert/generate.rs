@@ -219,7 +219,7 @@ fn self_signed_with(
     })
 }
 
-/// The DERP meta certificate (derp-protocol.md §1.8): a fresh key, self-signed, serial = the
+/// The DERP meta certificate (docs/protocol.md §1.8): a fresh key, self-signed, serial = the
 /// protocol version, subject only `CN=derpkey<64 hex>`, and exactly one extension, critical
 /// basic constraints with CA=false (`SEQUENCE {}`, as Go writes it). Clients read only the CN
 /// and the serial (Go's `parseMetaCert`); the key is P-256 rather than upstream's Ed25519 so

@@ -7,7 +7,7 @@ use super::{generate, CertError, META_CERT_CN_PREFIX};
 use crate::proto::frame::PROTOCOL_VERSION;
 use crate::proto::key::PublicKey;
 
-/// The DERP meta certificate for `server_key` (derp-protocol.md §1.8; shape in
+/// The DERP meta certificate for `server_key` (docs/protocol.md §1.8; shape in
 /// [`generate::meta`]): serial = protocol version 2, subject only `CN=derpkey<64 hex>`.
 ///
 /// Upstream uses start time ± 30 days. A router may start with no idea of the date, so the

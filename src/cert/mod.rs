@@ -3,7 +3,7 @@
 //! Two certificate sources: a self-signed certificate generated once and kept (the default on a
 //! router, pinned by clients through `CertName = "sha256-raw:<hex>"`), or operator-supplied PEM
 //! files (`manual`, as derper names them). Every handshake serves the certificate chain plus the
-//! DERP "meta certificate" that tells clients the server's DERP key (derp-protocol.md §1.8), and
+//! DERP "meta certificate" that tells clients the server's DERP key (docs/protocol.md §1.8), and
 //! the chain can be swapped at run time (SIGHUP) without touching established connections.
 //!
 //! Everything here is pure (bytes in, values out); reading and writing the files is
@@ -47,7 +47,7 @@ pub const OLD_SUFFIX: &str = ".old";
 /// Mode of the generated certificate file: public data, readable by anyone (as derper does).
 pub const CERT_FILE_MODE: u32 = 0o644;
 
-/// Prefix of a DERP map `CertName` that pins the leaf certificate (derp-protocol.md §6.4).
+/// Prefix of a DERP map `CertName` that pins the leaf certificate (docs/protocol.md §6.4).
 pub const PIN_PREFIX: &str = "sha256-raw:";
 /// Common Name prefix of the meta certificate; the rest is the DERP key in lowercase hex.
 pub const META_CERT_CN_PREFIX: &str = "derpkey";
@@ -65,7 +65,7 @@ pub const SESSION_CACHE_ENTRIES: usize = 64;
 pub const TLS13_TICKETS_PER_HANDSHAKE: usize = 1;
 
 /// The only ALPN protocol offered: `/derp` is an HTTP/1.1 upgrade and cannot run over HTTP/2
-/// (derp-protocol.md §1.9). Tailscale clients send no ALPN at all, which is also accepted.
+/// (docs/protocol.md §1.9). Tailscale clients send no ALPN at all, which is also accepted.
 pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 
 /// Validity window of every certificate we generate, as (year, month, day) UTC.

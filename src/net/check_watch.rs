@@ -154,7 +154,7 @@ pub fn status_html(detailed: bool) -> String {
     );
     if detailed {
         html.push_str("<pre>");
-        html.push_str(&super::http::escape_html(&last.report.render_text()));
+        html.push_str(&crate::proto::http::escape_html(&last.report.render_text()));
         html.push_str("</pre>\n");
     }
     html

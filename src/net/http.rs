@@ -82,7 +82,7 @@ pub(crate) fn route_https(server: &Server, head: &RequestHead, peer: SocketAddr)
     }
 }
 
-/// Routes a request that arrived on the plain-HTTP port (upstream §4.9).
+/// Routes a request that arrived on the plain-HTTP port (docs/protocol.md §4.9).
 pub(crate) fn route_plain(server: &Server, head: &RequestHead, peer: SocketAddr) -> Vec<u8> {
     if let Some(response) = respond_common(server, head, peer) {
         return response;
@@ -222,25 +222,11 @@ fn home_page(server: &Server, head: &RequestHead, peer: SocketAddr) -> Vec<u8> {
     let _ = write!(
         page,
         "<h2>DERP map</h2>\n<pre>{}</pre>\n</body></html>\n",
-        escape_html(&server.derp_map_text())
+        http_proto::escape_html(&server.derp_map_text())
     );
     let mut headers = BROWSER_HEADERS.to_vec();
     headers.push(("Content-Type", "text/html; charset=utf-8"));
     http_proto::simple_response(200, "OK", &headers, page.as_bytes())
-}
-
-pub(crate) fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// `host:port` -> `host`, `[v6]:port` -> `v6`; a bare host is returned as is.
@@ -279,7 +265,7 @@ mod tests {
     #[test]
     fn escapes_html() {
         assert_eq!(
-            escape_html("<a href=\"x\">&</a>"),
+            http_proto::escape_html("<a href=\"x\">&</a>"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
         );
     }

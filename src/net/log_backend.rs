@@ -76,10 +76,12 @@ mod tests {
 
     #[test]
     fn lines_have_the_level_padded_and_the_target() {
+        let port = 8443;
+        let args = format_args!("listening on {port}");
         let record = Record::builder()
             .level(Level::Info)
             .target("tinyderp::net")
-            .args(format_args!("listening on {}", 8443))
+            .args(args)
             .build();
         assert_eq!(line(&record), "INFO  [tinyderp::net] listening on 8443\n");
         let record = Record::builder()

@@ -1,7 +1,7 @@
 //! Applying the uplink limits to live connections: the per-client receive rate (which
 //! `--rate-config` can change on SIGHUP, for connected clients too) and the server-wide
 //! cap, both enforced by delaying the read of the next frame, so a fast sender meets
-//! TCP back-pressure instead of losing packets (upstream §3.10).
+//! TCP back-pressure instead of losing packets (docs/protocol.md §3.10).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

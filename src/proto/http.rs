@@ -220,6 +220,21 @@ pub fn challenge_response_value(challenge: &str) -> Option<String> {
     Some(format!("response {challenge}"))
 }
 
+/// Escapes text for an HTML page (the status page shows user-set names and snippets).
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //!
 //! Counters are plain integers owned by [`super::Relay`] (which the net layer keeps behind
 //! one mutex), so counting costs an add, not an atomic. Names follow upstream derper's
-//! expvars (§3.13 of the protocol reference) with a `tinyderp_` prefix and Prometheus
+//! expvars (§3.13 of docs/protocol.md) with a `tinyderp_` prefix and Prometheus
 //! suffixes (`_total` for counters).
 
 use std::fmt::Write;

@@ -1,6 +1,6 @@
 //! Synchronous DERP server state: the client registry, per-connection send queues,
 //! duplicate-key handling, PeerGone subscriptions, watchers and metrics
-//! (§3.3–3.9 and §3.13 of the protocol reference), and the token buckets of the uplink
+//! (§3.3–3.9 and §3.13 of docs/protocol.md), and the token buckets of the uplink
 //! limits (§3.10).
 //!
 //! Nothing here touches sockets, clocks, threads or the runtime. The net layer keeps one

@@ -1,5 +1,6 @@
 //! The relay registry and its event handlers: [`Relay`] takes registrations, parsed client
-//! frames and `now`, and answers with [`Action`]s and bytes to write.
+//! frames and `now`, and answers with [`Action`]s and bytes to write. Section numbers (§)
+//! refer to `docs/protocol.md`.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;

@@ -1,5 +1,6 @@
 //! Behaviour tests of the relay state: routing, queueing, duplicates, PeerGone, watchers,
-//! drain order and metrics. Expected bytes are built with the proto encoders.
+//! drain order and metrics. Expected bytes are built with the proto encoders. Section
+//! numbers (§) refer to `docs/protocol.md`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
