@@ -5,15 +5,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::ServerConfig;
-use rustls::{
-    CipherSuite, ClientConfig, ClientConnection, DigitallySignedStruct, ServerConnection,
-    SupportedCipherSuite,
-};
+use rustls::{CipherSuite, ClientConfig, ClientConnection, ServerConnection, SupportedCipherSuite};
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry;
 
@@ -97,55 +92,6 @@ fn meta_cert_matches_upstream_layout() {
     assert_ne!(meta_cert(&key).unwrap(), der);
 }
 
-/// Accepts any certificate (the tests look at what was presented), but checks signatures.
-#[derive(Debug)]
-struct AcceptAnyCert(CryptoProvider);
-
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn client_config(suites: Option<Vec<SupportedCipherSuite>>, alpn: &[&[u8]]) -> Arc<ClientConfig> {
     let mut provider = provider();
     if let Some(suites) = suites {
@@ -155,7 +101,7 @@ fn client_config(suites: Option<Vec<SupportedCipherSuite>>, alpn: &[&[u8]]) -> A
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(
+        .with_custom_certificate_verifier(Arc::new(crate::client::AcceptAnyCert::new(
             // The server's provider has no verification algorithms: use ring's full one.
             rustls::crypto::ring::default_provider(),
         )))
