@@ -6,6 +6,7 @@ The option table is tests/openwrt/options.json (generated from the flag definiti
 """
 
 import json
+import shlex
 import os
 import re
 import subprocess
@@ -217,8 +218,8 @@ class TestOpkg2410:
         baseline(r)
         verb = "add_list" if opt["kind"] == "list" else "set"
         # Companion options the binary needs alongside this one (the table's "with").
-        companions = [f"set tinyderp.main.{k}='{v}'" for k, v in opt.get("with", {}).items()]
-        uci(r, f"{verb} tinyderp.main.{opt['uci']}='{opt['valid']}'", *companions)
+        companions = [f"set tinyderp.main.{k}={shlex.quote(v)}" for k, v in opt.get("with", {}).items()]
+        uci(r, f"{verb} tinyderp.main.{opt['uci']}={shlex.quote(opt['valid'])}", *companions)
         reload_config(r)
         if opt["kind"] == "switch":
             def has(c):
@@ -245,7 +246,7 @@ class TestOpkg2410:
         baseline(r)
         verb = "add_list" if opt["kind"] == "list" else "set"
         mark = r.log_mark()
-        uci(r, f"{verb} tinyderp.main.{opt['uci']}='{opt['invalid']}'")
+        uci(r, f"{verb} tinyderp.main.{opt['uci']}={shlex.quote(opt['invalid'])}")
         reload_config(r)
         try:
             try:

@@ -200,6 +200,11 @@ def _full_int(text, base=0):
 
 
 def _c_strtod(text):
+    # C's strtod also reads hexadecimal floats ("0x10", "0x1.8p3"), as ubox's validate_data
+    # does through it.
+    h = re.match(r"^[ \t\n\r\f\v]*([+-]?)0x([0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(p[+-]?\d+)?", text, re.I)
+    if h:
+        return float.fromhex(h.group(1) + "0x" + h.group(2) + (h.group(3) or "")), text[h.end() :]
     m = re.match(r"^[ \t\n\r\f\v]*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|nan)", text, re.I)
     if not m:
         return None, text
