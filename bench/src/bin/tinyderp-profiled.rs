@@ -16,8 +16,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Ok(Command::DerpMap(_) | Command::Validate(_)) => {
-            eprintln!("tinyderp-profiled: only serves; use tinyderp derpmap or tinyderp validate");
+        Ok(Command::DerpMap(_) | Command::Validate(_) | Command::Check { .. }) => {
+            eprintln!("tinyderp-profiled: only serves; use tinyderp for derpmap, validate or check");
             ExitCode::from(2)
         }
         Err(exit) => {
