@@ -46,7 +46,7 @@ if [ ! -f "$header" ]; then
 fi
 
 if [ ! -f "$plugin" ] || [ "$source_c" -nt "$plugin" ]; then
-    cc -O2 -shared -fPIC -Wall -Wextra -Werror -I "$dir/include" -o "$plugin.tmp" "$source_c"
+    cc -O2 -shared -fPIC -pthread -Wall -Wextra -Werror -I "$dir/include" -o "$plugin.tmp" "$source_c"
     mv "$plugin.tmp" "$plugin"
 fi
 # A plugin qemu-user cannot load (built without plugin support, API mismatch) fails here.
