@@ -153,7 +153,8 @@ def main():
                   f"{fmt(g, 1) if g else 'not measured'} | {rate(g)} |")
     md.append("")
     md.append("Run parameters: " + ", ".join(
-        f"{k}: {figs[k].get('logins', '?')} logins, {figs[k].get('packets', '?')} packets"
+        f"{k[1]} on {k[0]}: {figs[k].get('logins', '?')} logins and "
+        f"{figs[k].get('packets', '?')} packets counted (differences)"
         for k in sorted(figs)) + ".")
     problems = [f"{k[1]} on {k[0]}: {figs[k].get('login_failures', 0)} failed logins, "
                 f"{figs[k].get('lost', 0)} packets lost"
