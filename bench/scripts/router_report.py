@@ -101,7 +101,9 @@ def main():
               "in user space is counted, on every thread. Kernel work (TCP, copies, "
               "syscalls) runs on the host and is **not** counted. Each figure is the "
               "difference of two runs that differ only in the number of logins or of "
-              "relayed 1400-byte packets, so start-up and shutdown cancel. tinyderp is "
+              "relayed 1400-byte packets, so start-up and shutdown cancel (the count is taken "
+              "when the load is done; derper's start-up varies by ~10^8 instructions from run "
+              "to run, which is why the differences are megabytes). tinyderp is "
               "`cross/build.sh`'s static musl build; derper is the pinned upstream release "
               "built with `GOARCH=mips`/`mipsle` `GOMIPS=softfloat`, `GOARCH=arm GOARM=7`.")
     md.append("")
