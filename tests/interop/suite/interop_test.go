@@ -599,6 +599,13 @@ var homeGaugeNames = map[string]bool{
 // allowed to read it on both servers).
 func homeGauge(t *testing.T, tg target) (int, bool) {
 	t.Helper()
+	return varzValue(t, tg, homeGaugeNames)
+}
+
+// varzValue reads the first /debug/varz line whose name is in names, as an
+// integer; false when the page or the line is missing.
+func varzValue(t *testing.T, tg target, names map[string]bool) (int, bool) {
+	t.Helper()
 	resp, err := insecureHTTP().Get(fmt.Sprintf("https://%s/debug/varz", net.JoinHostPort(tg.host, strconv.Itoa(tg.derpPort))))
 	if err != nil {
 		return 0, false
@@ -610,10 +617,10 @@ func homeGauge(t *testing.T, tg target) (int, bool) {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 2 && homeGaugeNames[f[0]] {
+		if len(f) == 2 && names[f[0]] {
 			n, err := strconv.Atoi(f[1])
 			if err != nil {
-				t.Fatalf("bad gauge line %q", sc.Text())
+				t.Fatalf("bad varz line %q", sc.Text())
 			}
 			return n, true
 		}

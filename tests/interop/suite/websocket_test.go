@@ -8,13 +8,9 @@
 package interop
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,26 +30,7 @@ var wsAcceptNames = map[string]bool{
 
 func wsAccepts(t *testing.T, tg target) (int, bool) {
 	t.Helper()
-	resp, err := insecureHTTP().Get(fmt.Sprintf("https://%s/debug/varz", net.JoinHostPort(tg.host, strconv.Itoa(tg.derpPort))))
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, false
-	}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && wsAcceptNames[f[0]] {
-			n, err := strconv.Atoi(f[1])
-			if err != nil {
-				t.Fatalf("bad counter line %q", sc.Text())
-			}
-			return n, true
-		}
-	}
-	return 0, false
+	return varzValue(t, tg, wsAcceptNames)
 }
 
 // TestWebSocketTransport: the client logs that it connects by WebSocket, logs in,
