@@ -17,7 +17,7 @@ fuzz_target!(|input: &[u8]| {
     };
     let mut again = Vec::new();
     match parsed {
-        ServerFrame::RecvPacket { src, data } => frame::encode_recv_packet(&mut again, &src, &data),
+        ServerFrame::RecvPacket { src, ref data } => frame::encode_recv_packet(&mut again, &src, data),
         ServerFrame::Pong(echo) => frame::encode_pong(&mut again, &echo),
         ServerFrame::KeepAlive => frame::encode_keep_alive(&mut again),
         ServerFrame::Health(ref text) => frame::encode_health(&mut again, text),
