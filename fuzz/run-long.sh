@@ -31,7 +31,7 @@ fi
 if [ "${1:-}" != "--table" ]; then
 cargo "+$toolchain" fuzz build
 # A pool of JOBS runners; targets start in the order given (put the slow ones first).
-printf '%s\n' $targets | xargs -P "$jobs" -I{} "$0" --one {}
+printf '%s\n' $targets | xargs -P "$jobs" -I{} sh "./$(basename "$0")" --one {}
 fi
 
 echo "| target | executions | seconds | exec/s | coverage (cov) | features (ft) | corpus | crashes |"
