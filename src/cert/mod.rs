@@ -31,6 +31,7 @@ pub(crate) mod provider;
 pub mod resolver;
 pub mod selfsigned;
 pub mod tls;
+pub mod x25519;
 
 pub use error::CertError;
 pub use manual::{check_valid_for, manual_paths};

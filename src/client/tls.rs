@@ -282,10 +282,11 @@ impl ServerCertVerifier for PinnedCert {
     signature_checks!();
 }
 
-/// Builds the rustls client configuration for `verify` (ring provider, TLS 1.3 and, with
-/// the `tls12` feature, 1.2; no ALPN, like Tailscale clients). `None` for plaintext.
+/// Builds the rustls client configuration for `verify` (ring provider with the crate's
+/// X25519, TLS 1.3 and, with the `tls12` feature, 1.2; no ALPN, like Tailscale clients).
+/// `None` for plaintext.
 pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::cert::provider::base_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let config = match verify {
