@@ -141,4 +141,4 @@ pub fn pin_of(leaf: &CertificateDer<'_>) -> String {
 #[cfg(test)]
 pub(crate) mod testdata;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

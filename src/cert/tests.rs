@@ -92,7 +92,10 @@ fn meta_cert_matches_upstream_layout() {
     assert_ne!(meta_cert(&key).unwrap(), der);
 }
 
-fn client_config(suites: Option<Vec<SupportedCipherSuite>>, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+pub(crate) fn client_config(
+    suites: Option<Vec<SupportedCipherSuite>>,
+    alpn: &[&[u8]],
+) -> Arc<ClientConfig> {
     let mut provider = provider();
     if let Some(suites) = suites {
         provider.cipher_suites = suites;
@@ -138,7 +141,7 @@ fn pump(client: &mut ClientConnection, server: &mut ServerConnection) {
     panic!("handshake did not finish");
 }
 
-fn connect(
+pub(crate) fn connect(
     server_config: &Arc<ServerConfig>,
     client_config: Arc<ClientConfig>,
     name: ServerName<'static>,
@@ -150,7 +153,7 @@ fn connect(
     (client, server)
 }
 
-fn presented(client: &ClientConnection) -> Vec<CertificateDer<'static>> {
+pub(crate) fn presented(client: &ClientConnection) -> Vec<CertificateDer<'static>> {
     client.peer_certificates().unwrap().to_vec()
 }
 
