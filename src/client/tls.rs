@@ -51,6 +51,7 @@ fn key_after_marker(der: &[u8]) -> Option<PublicKey> {
 }
 
 /// True if the certificate carries the meta-certificate marker anywhere in its bytes.
+#[cfg(any(test, feature = "tls-client"))]
 fn is_meta_cert(cert: &CertificateDer<'_>) -> bool {
     cert.as_ref()
         .windows(META_CERT_MARKER.len())
@@ -80,6 +81,7 @@ impl AcceptAnyCert {
     }
 }
 
+#[cfg(feature = "tls-client")]
 /// Accepts exactly one non-meta certificate whose SHA-256 equals the pin, which must be
 /// within its validity period and, when a DNS name was dialed, valid for that name
 /// (the checks of Go's `tlsdial.SetConfigExpectedCertHash`).
@@ -89,6 +91,7 @@ struct PinnedCert {
     pin: String,
 }
 
+#[cfg(feature = "tls-client")]
 fn check_pin(
     pin: &str,
     end_entity: &CertificateDer<'_>,
@@ -132,6 +135,7 @@ fn check_pin(
     Ok(())
 }
 
+#[cfg(feature = "tls-client")]
 /// Splits one DER element off `input`: (tag, contents, rest). Definite lengths up to
 /// 4 length bytes only, which covers every certificate.
 fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
@@ -154,6 +158,7 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, contents, rest))
 }
 
+#[cfg(feature = "tls-client")]
 /// Reads (notBefore, notAfter) in Unix seconds from a certificate's TBSCertificate:
 /// `SEQ { SEQ { [0] version?, serial, signature alg, issuer, SEQ { time, time } ... } ... }`.
 fn cert_validity(der: &[u8]) -> Option<(u64, u64)> {
@@ -179,6 +184,7 @@ fn cert_validity(der: &[u8]) -> Option<(u64, u64)> {
     Some((der_time(before_tag, before)?, der_time(after_tag, after)?))
 }
 
+#[cfg(feature = "tls-client")]
 /// UTCTime (`YYMMDDHHMMSSZ`, tag 0x17) or GeneralizedTime (`YYYYMMDDHHMMSSZ`, tag 0x18)
 /// to Unix seconds; times before 1970 read as 0.
 fn der_time(tag: u8, text: &[u8]) -> Option<u64> {
@@ -266,6 +272,7 @@ impl ServerCertVerifier for AcceptAnyCert {
     signature_checks!();
 }
 
+#[cfg(feature = "tls-client")]
 impl ServerCertVerifier for PinnedCert {
     fn verify_server_cert(
         &self,
@@ -285,6 +292,7 @@ impl ServerCertVerifier for PinnedCert {
 /// Builds the rustls client configuration for `verify` (ring provider with the crate's
 /// X25519, TLS 1.3 and, with the `tls12` feature, 1.2; no ALPN, like Tailscale clients).
 /// `None` for plaintext.
+#[cfg(feature = "tls-client")]
 pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConfig>, TlsError> {
     let provider = Arc::new(crate::cert::provider::base_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -313,6 +321,19 @@ pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConf
     Ok(Some(config))
 }
 
+/// Without the `tls-client` feature (the router builds) only plaintext works: every other
+/// [`TlsVerify`] is refused, so the rustls client, its certificate verification and the
+/// signature algorithms are not linked (see docs/building.md for what that saves).
+#[cfg(not(feature = "tls-client"))]
+pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConfig>, TlsError> {
+    match verify {
+        TlsVerify::Plaintext => Ok(None),
+        _ => Err(TlsError::General(
+            "this tinyderp was built without the tls-client feature".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +357,7 @@ mod tests {
         assert_eq!(meta_cert_key(&[short]), None);
     }
 
+    #[cfg(feature = "tls-client")]
     fn cert(
         name: &str,
         not_before: (i32, u8, u8),
@@ -349,8 +371,10 @@ mod tests {
     }
 
     /// 2026-11-22T00:00:00Z.
+    #[cfg(feature = "tls-client")]
     const NOW: u64 = 1_795_305_600;
 
+    #[cfg(feature = "tls-client")]
     #[test]
     fn pin_rules() {
         let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(NOW));
@@ -385,6 +409,7 @@ mod tests {
         assert!(err.to_string().contains("not valid yet"), "{err}");
     }
 
+    #[cfg(feature = "tls-client")]
     #[test]
     fn validity_is_read_from_der() {
         // UTCTime until 2049, GeneralizedTime from 2050 on (RFC 5280).

@@ -310,6 +310,9 @@ async fn derp_probe(
         Ok(stream) => drop(stream),
         Err(err) => return DerpProbe::Unreachable(err.to_string()),
     }
+    if cfg!(not(feature = "tls-client")) {
+        return DerpProbe::Answered;
+    }
     match relay_through(addr, hostname, pin, mesh_key).await {
         Ok(()) => DerpProbe::Relayed,
         Err(err) => DerpProbe::Broken(err.to_string()),
