@@ -23,6 +23,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use crate::proto::key::hex_lower;
 
 pub mod der;
+pub mod ed25519;
 mod error;
 pub mod generate;
 pub mod manual;

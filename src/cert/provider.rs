@@ -2,8 +2,13 @@
 //! resolver (which checks that a loaded key matches its certificate), and the key exchange
 //! groups every provider of the crate uses (the client's too).
 
-use rustls::crypto::{CryptoProvider, SupportedKxGroup, WebPkiSupportedAlgorithms};
+use std::sync::Arc;
 
+use rustls::crypto::{CryptoProvider, KeyProvider, SupportedKxGroup, WebPkiSupportedAlgorithms};
+use rustls::pki_types::PrivateKeyDer;
+use rustls::sign::SigningKey;
+
+use super::ed25519::Ed25519Key;
 use super::x25519::X25519_GROUP;
 
 /// No signature verification algorithms: see [`provider`].
@@ -27,10 +32,39 @@ pub fn kx_groups() -> Vec<&'static dyn SupportedKxGroup> {
         .collect()
 }
 
-/// ring's provider with [`kx_groups`]: the base of every provider in the crate.
+/// Loads private keys as ring's provider does (RSA, then ECDSA P-256/P-384, then Ed25519;
+/// same error when none fits), with Ed25519 signed by [`super::ed25519`] instead of ring.
+#[derive(Debug)]
+struct Keys;
+
+impl KeyProvider for Keys {
+    fn load_private_key(
+        &self,
+        der: PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn SigningKey>, rustls::Error> {
+        if let Ok(rsa) = rustls::crypto::ring::sign::RsaSigningKey::new(&der) {
+            return Ok(Arc::new(rsa));
+        }
+        if let Ok(ecdsa) = rustls::crypto::ring::sign::any_ecdsa_type(&der) {
+            return Ok(ecdsa);
+        }
+        if let PrivateKeyDer::Pkcs8(pkcs8) = &der {
+            if let Some(ed25519) = Ed25519Key::from_pkcs8(pkcs8.secret_pkcs8_der()) {
+                return Ok(Arc::new(ed25519));
+            }
+        }
+        Err(rustls::Error::General(
+            "failed to parse private key as RSA, ECDSA, or EdDSA".into(),
+        ))
+    }
+}
+
+/// ring's provider with [`kx_groups`] and Ed25519 keys through curve25519-dalek: the base
+/// of every provider in the crate.
 pub fn base_provider() -> CryptoProvider {
     let mut provider = rustls::crypto::ring::default_provider();
     provider.kx_groups = kx_groups();
+    provider.key_provider = &Keys;
     provider
 }
 
@@ -59,5 +93,41 @@ mod tests {
         assert_eq!(ours.first(), Some(&rustls::NamedGroup::X25519));
         let first = kx_groups()[0];
         assert!(std::ptr::addr_eq(first, X25519_GROUP));
+    }
+
+    /// Every key type ring's provider loads, ours loads with the same algorithm and public
+    /// key; what ring refuses, ours refuses with ring's message.
+    #[test]
+    fn keys_load_like_rings() {
+        use crate::cert::testdata::{EC_SEC1_KEY, RSA_PKCS1_KEY};
+        use rustls::pki_types::pem::PemObject;
+        let rng = ring::rand::SystemRandom::new();
+        let ed = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let p384 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        let keys = [
+            PrivateKeyDer::from_pem_slice(RSA_PKCS1_KEY.as_bytes()).unwrap(),
+            PrivateKeyDer::from_pem_slice(EC_SEC1_KEY.as_bytes()).unwrap(),
+            PrivateKeyDer::Pkcs8(p384.as_ref().to_vec().into()),
+            PrivateKeyDer::Pkcs8(ed.as_ref().to_vec().into()),
+        ];
+        let ring_keys = rustls::crypto::ring::default_provider().key_provider;
+        for key in keys {
+            let ours = Keys.load_private_key(key.clone_key()).unwrap();
+            let theirs = ring_keys.load_private_key(key).unwrap();
+            assert_eq!(ours.algorithm(), theirs.algorithm());
+            assert_eq!(
+                ours.public_key().unwrap().as_ref(),
+                theirs.public_key().unwrap().as_ref()
+            );
+        }
+        let junk = PrivateKeyDer::Pkcs8(vec![0x30, 0x03, 0x02, 0x01, 0x00].into());
+        let ours = Keys.load_private_key(junk.clone_key()).unwrap_err();
+        let theirs = ring_keys.load_private_key(junk).unwrap_err();
+        assert_eq!(ours, theirs);
+        assert!(std::ptr::addr_eq(base_provider().key_provider, &Keys));
     }
 }

@@ -409,3 +409,30 @@ fn tls_x25519_through_dalek_interoperates_with_rings() {
         Some(rustls::NamedGroup::X25519)
     );
 }
+
+/// An operator's Ed25519 certificate and key (signed by curve25519-dalek, not ring) still
+/// completes handshakes: the client verifies the CertificateVerify signature with ring.
+#[test]
+fn handshake_with_an_ed25519_certificate() {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let cert = rcgen::CertificateParams::new(vec![HOST.to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let leaf = cert.der().clone();
+    let loaded = LoadedCert {
+        chain: vec![leaf.clone()],
+        key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        pin: pin_of(&leaf),
+        generated: false,
+        pin_changed: None,
+    };
+    let resolver = CertResolver::new(loaded, Some(meta_cert(&test_key()).unwrap())).unwrap();
+    let config = server_config(resolver).unwrap();
+    let (client, _server) = connect(
+        &config,
+        client_config(None, &[]),
+        ServerName::try_from(HOST).unwrap(),
+    );
+    assert_eq!(presented(&client)[0], leaf);
+}
