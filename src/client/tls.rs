@@ -321,6 +321,10 @@ pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConf
     Ok(Some(config))
 }
 
+/// Why TLS is refused in a build without the `tls-client` feature.
+#[cfg(not(feature = "tls-client"))]
+const NO_TLS_CLIENT: &str = "this tinyderp was built without the tls-client feature";
+
 /// Without the `tls-client` feature (the router builds) only plaintext works: every other
 /// [`TlsVerify`] is refused, so the rustls client, its certificate verification and the
 /// signature algorithms are not linked (see docs/building.md for what that saves).
@@ -328,9 +332,54 @@ pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConf
 pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConfig>, TlsError> {
     match verify {
         TlsVerify::Plaintext => Ok(None),
-        _ => Err(TlsError::General(
-            "this tinyderp was built without the tls-client feature".into(),
-        )),
+        _ => Err(TlsError::General(NO_TLS_CLIENT.into())),
+    }
+}
+
+/// What [`wrap`] hands back: the stream, the server's certificates, and whether TLS 1.3
+/// was negotiated (fast start needs it).
+type Wrapped = (super::BoxedStream, Vec<CertificateDer<'static>>, bool);
+
+/// Runs the TLS handshake over `tcp` as `cfg.verify` says, or passes `tcp` through for
+/// plaintext. The only place the client touches rustls's connection types, so a build
+/// without the `tls-client` feature links none of them.
+#[cfg(feature = "tls-client")]
+pub(super) async fn wrap(
+    cfg: &super::ClientConfig,
+    tcp: smol::net::TcpStream,
+) -> std::io::Result<Wrapped> {
+    use std::io;
+    let Some(config) = client_tls_config(&cfg.verify).map_err(io::Error::other)? else {
+        return Ok((Box::new(tcp), Vec::new(), false));
+    };
+    let name_text = if cfg.server_name.is_empty() {
+        cfg.addr.ip().to_string()
+    } else {
+        cfg.server_name.clone()
+    };
+    let name = ServerName::try_from(name_text)
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
+    let tls = futures_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    let session = tls.get_ref().1;
+    let certs = session
+        .peer_certificates()
+        .map(|certs| certs.iter().map(|cert| cert.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let tls13 = session.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+    Ok((Box::new(tls), certs, tls13))
+}
+
+/// Without the `tls-client` feature: plaintext passes through, anything else is refused.
+#[cfg(not(feature = "tls-client"))]
+pub(super) async fn wrap(
+    cfg: &super::ClientConfig,
+    tcp: smol::net::TcpStream,
+) -> std::io::Result<Wrapped> {
+    match cfg.verify {
+        TlsVerify::Plaintext => Ok((Box::new(tcp), Vec::new(), false)),
+        _ => Err(std::io::Error::other(NO_TLS_CLIENT)),
     }
 }
 
