@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use rustls::crypto::{CryptoProvider, KeyProvider, SupportedKxGroup, WebPkiSupportedAlgorithms};
+use rustls::crypto::{
+    CryptoProvider, GetRandomFailed, KeyProvider, SecureRandom, SupportedKxGroup,
+    WebPkiSupportedAlgorithms,
+};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::sign::SigningKey;
 
@@ -19,17 +22,23 @@ const NO_SIGNATURE_VERIFICATION: WebPkiSupportedAlgorithms = WebPkiSupportedAlgo
 
 /// ring's key exchange groups in ring's order (X25519, P-256, P-384), with X25519 computed by
 /// curve25519-dalek ([`super::x25519`]): the NaCl box links it anyway, ring's copy then goes.
+/// Listed one by one: going through ring's own list would link ring's X25519 again.
 pub fn kx_groups() -> Vec<&'static dyn SupportedKxGroup> {
-    rustls::crypto::ring::DEFAULT_KX_GROUPS
-        .iter()
-        .map(|group| {
-            if group.name() == rustls::NamedGroup::X25519 {
-                X25519_GROUP
-            } else {
-                *group
-            }
-        })
-        .collect()
+    vec![
+        X25519_GROUP,
+        rustls::crypto::ring::kx_group::SECP256R1,
+        rustls::crypto::ring::kx_group::SECP384R1,
+    ]
+}
+
+/// Random bytes for rustls from the kernel (`getrandom(2)`, as ring's own source).
+#[derive(Debug)]
+struct Random;
+
+impl SecureRandom for Random {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), GetRandomFailed> {
+        getrandom::getrandom(buf).map_err(|_| GetRandomFailed)
+    }
 }
 
 /// Loads private keys as ring's provider does (RSA, then ECDSA P-256/P-384, then Ed25519;
@@ -59,28 +68,74 @@ impl KeyProvider for Keys {
     }
 }
 
-/// ring's provider with [`kx_groups`] and Ed25519 keys through curve25519-dalek: the base
-/// of every provider in the crate.
-pub fn base_provider() -> CryptoProvider {
-    let mut provider = rustls::crypto::ring::default_provider();
-    provider.kx_groups = kx_groups();
-    provider.key_provider = &Keys;
-    provider
+/// ring's cipher suites, [`kx_groups`], Ed25519 keys through curve25519-dalek and no
+/// signature verification algorithms: the server's provider and the base of the client's.
+/// Built field by field, not from ring's `default_provider()`, whose lists would keep ring's
+/// X25519 linked.
+fn base_provider() -> CryptoProvider {
+    CryptoProvider {
+        cipher_suites: rustls::crypto::ring::DEFAULT_CIPHER_SUITES.to_vec(),
+        kx_groups: kx_groups(),
+        signature_verification_algorithms: NO_SIGNATURE_VERIFICATION,
+        secure_random: &Random,
+        key_provider: &Keys,
+    }
 }
 
-/// The server's crypto provider: ring's cipher suites and key loading, [`kx_groups`], but no
-/// signature verification algorithms. A server that asks for no client certificate never
-/// verifies a signature, and leaving them out keeps RSA/ECDSA/Ed25519 verification code out
-/// of the router binary (the client in `client/` builds its own provider).
+/// The server's crypto provider: [`base_provider`]. A server that asks for no client
+/// certificate never verifies a signature, and leaving the verification algorithms out
+/// keeps RSA/ECDSA/Ed25519 verification code out of the router binary.
 pub(crate) fn provider() -> CryptoProvider {
+    base_provider()
+}
+
+/// The client's crypto provider (the DERP client, https:// admission URLs): the server's
+/// plus ring's signature verification algorithms (RSA PKCS#1/PSS, ECDSA P-256/P-384,
+/// Ed25519), which only a build with a TLS client links.
+#[cfg(any(test, feature = "tls-client"))]
+pub fn client_provider() -> CryptoProvider {
     let mut provider = base_provider();
-    provider.signature_verification_algorithms = NO_SIGNATURE_VERIFICATION;
+    provider.signature_verification_algorithms =
+        rustls::crypto::ring::default_provider().signature_verification_algorithms;
     provider
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn providers_are_rings_but_for_x25519_keys_and_randomness() {
+        let ring = rustls::crypto::ring::default_provider();
+        let names = |provider: &CryptoProvider| -> Vec<_> {
+            provider
+                .kx_groups
+                .iter()
+                .map(|group| group.name())
+                .collect()
+        };
+        let suites = |provider: &CryptoProvider| -> Vec<_> {
+            provider
+                .cipher_suites
+                .iter()
+                .map(|suite| suite.suite())
+                .collect()
+        };
+        for ours in [provider(), client_provider()] {
+            assert_eq!(names(&ours), names(&ring));
+            assert_eq!(suites(&ours), suites(&ring));
+            let mut bytes = [0u8; 32];
+            ours.secure_random.fill(&mut bytes).unwrap();
+            assert_ne!(bytes, [0u8; 32]);
+        }
+        assert!(provider().signature_verification_algorithms.all.is_empty());
+        assert_eq!(
+            client_provider()
+                .signature_verification_algorithms
+                .supported_schemes(),
+            ring.signature_verification_algorithms.supported_schemes()
+        );
+    }
 
     #[test]
     fn x25519_is_ours_and_the_order_is_rings() {
@@ -128,6 +183,7 @@ mod tests {
         let ours = Keys.load_private_key(junk.clone_key()).unwrap_err();
         let theirs = ring_keys.load_private_key(junk).unwrap_err();
         assert_eq!(ours, theirs);
-        assert!(std::ptr::addr_eq(base_provider().key_provider, &Keys));
+        assert!(std::ptr::addr_eq(provider().key_provider, &Keys));
+        assert!(std::ptr::addr_eq(client_provider().key_provider, &Keys));
     }
 }

@@ -385,7 +385,7 @@ fn tls_x25519_through_dalek_interoperates_with_rings() {
             .with_single_cert(vec![generated.cert], PrivateKeyDer::Pkcs8(generated.key))
             .unwrap(),
     );
-    let mut ours = provider::base_provider();
+    let mut ours = provider::client_provider();
     ours.kx_groups.truncate(1);
     let our_client = Arc::new(
         ClientConfig::builder_with_provider(Arc::new(ours))

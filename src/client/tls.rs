@@ -294,7 +294,7 @@ impl ServerCertVerifier for PinnedCert {
 /// `None` for plaintext.
 #[cfg(feature = "tls-client")]
 pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConfig>, TlsError> {
-    let provider = Arc::new(crate::cert::provider::base_provider());
+    let provider = Arc::new(crate::cert::provider::client_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let config = match verify {
