@@ -475,6 +475,16 @@ mod tests {
         assert_eq!(cert_validity(&[]), None);
     }
 
+    #[cfg(not(feature = "tls-client"))]
+    #[test]
+    fn without_tls_client_only_plaintext_connects() {
+        assert!(matches!(client_tls_config(&TlsVerify::Plaintext), Ok(None)));
+        for verify in [TlsVerify::Insecure, TlsVerify::Pin(String::new())] {
+            let err = client_tls_config(&verify).unwrap_err();
+            assert!(err.to_string().contains("tls-client"), "{err}");
+        }
+    }
+
     #[test]
     fn sha256_known_answer() {
         let cert = CertificateDer::from(b"abc".to_vec());
