@@ -26,6 +26,8 @@
 #   TINYDERP_NO_INSTALL=1  do not run apt-get/pip (the tools must already be there)
 #   TINYDERP_PLAIN=1    build without cross/size-config.toml's panic/location flags
 #   TINYDERP_CROSS_TARGET  cargo target dir (default $TINYDERP_CACHE/cross-target)
+#   TINYDERP_FEATURES   cargo features added to the router build, which has no default
+#                       features (e.g. TINYDERP_FEATURES=tls-client; costs in docs/building.md)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -116,8 +118,13 @@ build_one() {
 	# appends these after its own -fPIC, so they win.
 	local cflags_var
 	cflags_var=CFLAGS_$(printf '%s' "$rust_target" | tr '-' '_')
+	# No default features: tls-client (check's login probe, the mesh dialer) is a host default
+	# that routers leave out unless TINYDERP_FEATURES asks for it.
+	local features=(--no-default-features)
+	[ -n "${TINYDERP_FEATURES:-}" ] && features+=(--features "$TINYDERP_FEATURES")
 	(cd "$root" && env "$cflags_var=${C_SIZE_FLAGS}" \
-		/usr/bin/cargo zigbuild "${cfg[@]}" --locked --release --target "$rust_target" --bin tinyderp)
+		/usr/bin/cargo zigbuild "${cfg[@]}" --locked --release --target "$rust_target" \
+		"${features[@]}" --bin tinyderp)
 	bin=$target_dir/$rust_target/release/tinyderp
 	[ -f "$bin" ] || die "no binary at $bin"
 	out=$dist/$arch

@@ -33,9 +33,11 @@ stage_rust() {
         cargo fmt --all -- --check &&
         cargo clippy --all-targets --locked -- -D warnings &&
         cargo clippy --all-targets --locked --features https-admission -- -D warnings &&
+        cargo clippy --all-targets --locked --no-default-features -- -D warnings &&
         cargo build --release --locked &&
         cargo test --locked &&
-        cargo test --locked --features https-admission --lib --test admission
+        cargo test --locked --features https-admission --lib --test admission &&
+        cargo test --locked --no-default-features --lib -- check:: client::tls::
 }
 
 # `tinyderp check` on home lines built from network namespaces (public address, stale

@@ -23,6 +23,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use crate::proto::key::hex_lower;
 
 pub mod der;
+pub mod ed25519;
 mod error;
 pub mod generate;
 pub mod manual;
@@ -31,6 +32,7 @@ pub(crate) mod provider;
 pub mod resolver;
 pub mod selfsigned;
 pub mod tls;
+pub mod x25519;
 
 pub use error::CertError;
 pub use manual::{check_valid_for, manual_paths};
@@ -140,4 +142,4 @@ pub fn pin_of(leaf: &CertificateDer<'_>) -> String {
 #[cfg(test)]
 pub(crate) mod testdata;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

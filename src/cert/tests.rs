@@ -92,7 +92,10 @@ fn meta_cert_matches_upstream_layout() {
     assert_ne!(meta_cert(&key).unwrap(), der);
 }
 
-fn client_config(suites: Option<Vec<SupportedCipherSuite>>, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+pub(crate) fn client_config(
+    suites: Option<Vec<SupportedCipherSuite>>,
+    alpn: &[&[u8]],
+) -> Arc<ClientConfig> {
     let mut provider = provider();
     if let Some(suites) = suites {
         provider.cipher_suites = suites;
@@ -138,7 +141,7 @@ fn pump(client: &mut ClientConnection, server: &mut ServerConnection) {
     panic!("handshake did not finish");
 }
 
-fn connect(
+pub(crate) fn connect(
     server_config: &Arc<ServerConfig>,
     client_config: Arc<ClientConfig>,
     name: ServerName<'static>,
@@ -150,7 +153,7 @@ fn connect(
     (client, server)
 }
 
-fn presented(client: &ClientConnection) -> Vec<CertificateDer<'static>> {
+pub(crate) fn presented(client: &ClientConnection) -> Vec<CertificateDer<'static>> {
     client.peer_certificates().unwrap().to_vec()
 }
 
@@ -319,4 +322,117 @@ fn server_config_settings() {
         .cipher_suites
         .iter()
         .all(|suite| suite.tls13().is_some()));
+}
+
+/// A client on ring's stock provider offering only `group`, accepting any certificate.
+fn stock_ring_client(group: &'static dyn rustls::crypto::SupportedKxGroup) -> Arc<ClientConfig> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups = vec![group];
+    let config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(crate::client::AcceptAnyCert::new(
+            rustls::crypto::ring::default_provider(),
+        )))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+#[test]
+fn tls_x25519_through_dalek_interoperates_with_rings() {
+    let (_tmp, loaded) = generated("tls-x25519", &[HOST]);
+    let resolver = CertResolver::new(loaded, Some(meta_cert(&test_key()).unwrap())).unwrap();
+    let config = server_config(resolver).unwrap();
+    let name = || ServerName::try_from(HOST).unwrap();
+
+    // Our server (dalek X25519) with ring's own X25519 on the client side: the handshake
+    // completes on X25519, so both compute the same secret.
+    let (client, server) = connect(
+        &config,
+        stock_ring_client(rustls::crypto::ring::kx_group::X25519),
+        name(),
+    );
+    assert_eq!(
+        client
+            .negotiated_key_exchange_group()
+            .map(|group| group.name()),
+        Some(rustls::NamedGroup::X25519)
+    );
+    let server_group = server.negotiated_key_exchange_group().unwrap();
+    assert!(std::ptr::addr_eq(server_group, super::x25519::X25519_GROUP));
+
+    // A client offering only P-256 still gets it (ring's group, unchanged).
+    let (client, _server) = connect(
+        &config,
+        stock_ring_client(rustls::crypto::ring::kx_group::SECP256R1),
+        name(),
+    );
+    assert_eq!(
+        client
+            .negotiated_key_exchange_group()
+            .map(|group| group.name()),
+        Some(rustls::NamedGroup::secp256r1)
+    );
+
+    // The crate's client provider (dalek X25519) against a stock ring server.
+    let generated = generate::self_signed(&[HOST.to_string()], &[]).unwrap();
+    let stock_server = Arc::new(
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![generated.cert], PrivateKeyDer::Pkcs8(generated.key))
+            .unwrap(),
+    );
+    let mut ours = provider::client_provider();
+    ours.kx_groups.truncate(1);
+    let our_client = Arc::new(
+        ClientConfig::builder_with_provider(Arc::new(ours))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(crate::client::AcceptAnyCert::new(
+                rustls::crypto::ring::default_provider(),
+            )))
+            .with_no_client_auth(),
+    );
+    let (client, server) = connect(&stock_server, our_client, name());
+    assert!(std::ptr::addr_eq(
+        client.negotiated_key_exchange_group().unwrap(),
+        super::x25519::X25519_GROUP
+    ));
+    assert_eq!(
+        server
+            .negotiated_key_exchange_group()
+            .map(|group| group.name()),
+        Some(rustls::NamedGroup::X25519)
+    );
+}
+
+/// An operator's Ed25519 certificate and key (signed by curve25519-dalek, not ring) still
+/// completes handshakes: the client verifies the CertificateVerify signature with ring.
+#[test]
+fn handshake_with_an_ed25519_certificate() {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let cert = rcgen::CertificateParams::new(vec![HOST.to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let leaf = cert.der().clone();
+    let loaded = LoadedCert {
+        chain: vec![leaf.clone()],
+        key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        pin: pin_of(&leaf),
+        generated: false,
+        pin_changed: None,
+    };
+    let resolver = CertResolver::new(loaded, Some(meta_cert(&test_key()).unwrap())).unwrap();
+    let config = server_config(resolver).unwrap();
+    let (client, _server) = connect(
+        &config,
+        client_config(None, &[]),
+        ServerName::try_from(HOST).unwrap(),
+    );
+    assert_eq!(presented(&client)[0], leaf);
 }

@@ -197,6 +197,9 @@ pub enum DerpProbe {
     Broken(String),
     /// No TCP connection (refused, unreachable, timed out).
     Unreachable(String),
+    /// TCP connected, login not tried: this build has no TLS client (the `tls-client`
+    /// cargo feature, left out of the router builds to save flash).
+    Answered,
 }
 
 /// What the STUN probe to one public address got back.
@@ -332,10 +335,9 @@ fn dns_step(obs: &Observations) -> Step {
 
 /// Whether a probe through `ip` reached this relay.
 fn reached_here(obs: &Observations, ip: IpAddr) -> bool {
-    let derp_ok = obs
-        .derp
-        .iter()
-        .any(|(addr, probe)| *addr == ip && *probe == DerpProbe::Relayed);
+    let derp_ok = obs.derp.iter().any(|(addr, probe)| {
+        *addr == ip && matches!(probe, DerpProbe::Relayed | DerpProbe::Answered)
+    });
     let stun_ok = obs
         .stun
         .iter()
@@ -568,12 +570,14 @@ fn derp_step(obs: &Observations, records: &[IpAddr]) -> Step {
         );
     }
     let mut ok = Vec::new();
+    let mut answered = Vec::new();
     let mut broken = Vec::new();
     let mut dead_local = Vec::new();
     let mut dead_remote = Vec::new();
     for (ip, probe) in &obs.derp {
         match probe {
             DerpProbe::Relayed => ok.push(*ip),
+            DerpProbe::Answered => answered.push(*ip),
             DerpProbe::Broken(why) => broken.push(format!("{ip}: {why}")),
             DerpProbe::Unreachable(why) if is_local(obs, *ip) => {
                 dead_local.push(format!("{ip}: {why}"))
@@ -638,6 +642,17 @@ fn derp_step(obs: &Observations, records: &[IpAddr]) -> Step {
                 "either the upstream router does not forward TCP {port} here or it lacks hairpin NAT; test from outside (a phone on mobile data: https://{}:{port}/)",
                 obs.hostname
             )),
+        );
+    }
+    if ok.is_empty() {
+        return Step::new(
+            "derp",
+            Status::Ok,
+            format!(
+                "TCP {port} answers through {}; login not tried (built without the tls-client feature)",
+                join(&answered)
+            ),
+            None,
         );
     }
     Step::new(

@@ -428,3 +428,24 @@ fn check_command_line() {
     // --json belongs to check only.
     assert!(parse(&argv(&["--json"])).is_err());
 }
+
+#[test]
+fn answered_without_a_tls_client_says_the_login_was_not_tried() {
+    let mut obs = healthy(&[ip4(PUBLIC)], wan(&[PUBLIC], &[]));
+    obs.derp[0].1 = DerpProbe::Answered;
+    let report = evaluate(&obs);
+    assert_eq!(status(&report, "derp"), Status::Ok);
+    let detail = &report.step("derp").unwrap().detail;
+    assert!(detail.contains("login not tried"), "{detail}");
+    assert!(detail.contains("tls-client"), "{detail}");
+    // A relayed record next to an answered one reports the stronger result.
+    obs.derp.push((ip4(OLD), DerpProbe::Answered));
+    obs.derp.swap(0, 1);
+    obs.derp[1].1 = DerpProbe::Relayed;
+    let report = evaluate(&obs);
+    assert!(report
+        .step("derp")
+        .unwrap()
+        .detail
+        .contains("relayed a packet"));
+}

@@ -7,11 +7,9 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_rustls::TlsConnector;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use smol::net::TcpStream;
 
@@ -43,6 +41,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub trait DerpStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> DerpStream for T {}
 
+/// The connection after [`tls::wrap`]: TLS over TCP, or TCP alone.
 type BoxedStream = Box<dyn DerpStream>;
 
 /// Where and how to connect.
@@ -455,30 +454,7 @@ async fn connect_inner(cfg: &ClientConfig) -> io::Result<Client> {
     let tcp = TcpStream::connect(cfg.addr).await?;
     tcp.set_nodelay(true)?;
     let local_addr = tcp.local_addr()?;
-    let tls_config = client_tls_config(&cfg.verify).map_err(io::Error::other)?;
-    let (stream, peer_certificates, tls13): (BoxedStream, Vec<CertificateDer<'static>>, bool) =
-        match tls_config {
-            None => (Box::new(tcp), Vec::new(), false),
-            Some(config) => {
-                let name_text = if cfg.server_name.is_empty() {
-                    cfg.addr.ip().to_string()
-                } else {
-                    cfg.server_name.clone()
-                };
-                let name = ServerName::try_from(name_text)
-                    .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
-                let tls = TlsConnector::from(Arc::new(config))
-                    .connect(name, tcp)
-                    .await?;
-                let session = tls.get_ref().1;
-                let certs = session
-                    .peer_certificates()
-                    .map(|certs| certs.iter().map(|cert| cert.clone().into_owned()).collect())
-                    .unwrap_or_default();
-                let tls13 = session.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
-                (Box::new(tls), certs, tls13)
-            }
-        };
+    let (stream, peer_certificates, tls13) = tls::wrap(cfg, tcp).await?;
     let (read_half, write_half) = smol::io::split(stream);
     let mut reader = ClientReader::new(read_half);
     let mut writer = ClientWriter {

@@ -51,6 +51,7 @@ fn key_after_marker(der: &[u8]) -> Option<PublicKey> {
 }
 
 /// True if the certificate carries the meta-certificate marker anywhere in its bytes.
+#[cfg(any(test, feature = "tls-client"))]
 fn is_meta_cert(cert: &CertificateDer<'_>) -> bool {
     cert.as_ref()
         .windows(META_CERT_MARKER.len())
@@ -80,6 +81,7 @@ impl AcceptAnyCert {
     }
 }
 
+#[cfg(feature = "tls-client")]
 /// Accepts exactly one non-meta certificate whose SHA-256 equals the pin, which must be
 /// within its validity period and, when a DNS name was dialed, valid for that name
 /// (the checks of Go's `tlsdial.SetConfigExpectedCertHash`).
@@ -89,6 +91,7 @@ struct PinnedCert {
     pin: String,
 }
 
+#[cfg(feature = "tls-client")]
 fn check_pin(
     pin: &str,
     end_entity: &CertificateDer<'_>,
@@ -132,6 +135,7 @@ fn check_pin(
     Ok(())
 }
 
+#[cfg(feature = "tls-client")]
 /// Splits one DER element off `input`: (tag, contents, rest). Definite lengths up to
 /// 4 length bytes only, which covers every certificate.
 fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
@@ -154,6 +158,7 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, contents, rest))
 }
 
+#[cfg(feature = "tls-client")]
 /// Reads (notBefore, notAfter) in Unix seconds from a certificate's TBSCertificate:
 /// `SEQ { SEQ { [0] version?, serial, signature alg, issuer, SEQ { time, time } ... } ... }`.
 fn cert_validity(der: &[u8]) -> Option<(u64, u64)> {
@@ -179,6 +184,7 @@ fn cert_validity(der: &[u8]) -> Option<(u64, u64)> {
     Some((der_time(before_tag, before)?, der_time(after_tag, after)?))
 }
 
+#[cfg(feature = "tls-client")]
 /// UTCTime (`YYMMDDHHMMSSZ`, tag 0x17) or GeneralizedTime (`YYYYMMDDHHMMSSZ`, tag 0x18)
 /// to Unix seconds; times before 1970 read as 0.
 fn der_time(tag: u8, text: &[u8]) -> Option<u64> {
@@ -266,6 +272,7 @@ impl ServerCertVerifier for AcceptAnyCert {
     signature_checks!();
 }
 
+#[cfg(feature = "tls-client")]
 impl ServerCertVerifier for PinnedCert {
     fn verify_server_cert(
         &self,
@@ -282,10 +289,12 @@ impl ServerCertVerifier for PinnedCert {
     signature_checks!();
 }
 
-/// Builds the rustls client configuration for `verify` (ring provider, TLS 1.3 and, with
-/// the `tls12` feature, 1.2; no ALPN, like Tailscale clients). `None` for plaintext.
+/// Builds the rustls client configuration for `verify` (ring provider with the crate's
+/// X25519, TLS 1.3 and, with the `tls12` feature, 1.2; no ALPN, like Tailscale clients).
+/// `None` for plaintext.
+#[cfg(feature = "tls-client")]
 pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::cert::provider::client_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let config = match verify {
@@ -312,6 +321,68 @@ pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConf
     Ok(Some(config))
 }
 
+/// Why TLS is refused in a build without the `tls-client` feature.
+#[cfg(not(feature = "tls-client"))]
+const NO_TLS_CLIENT: &str = "this tinyderp was built without the tls-client feature";
+
+/// Without the `tls-client` feature (the router builds) only plaintext works: every other
+/// [`TlsVerify`] is refused, so the rustls client, its certificate verification and the
+/// signature algorithms are not linked (see docs/building.md for what that saves).
+#[cfg(not(feature = "tls-client"))]
+pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConfig>, TlsError> {
+    match verify {
+        TlsVerify::Plaintext => Ok(None),
+        _ => Err(TlsError::General(NO_TLS_CLIENT.into())),
+    }
+}
+
+/// What [`wrap`] hands back: the stream, the server's certificates, and whether TLS 1.3
+/// was negotiated (fast start needs it).
+type Wrapped = (super::BoxedStream, Vec<CertificateDer<'static>>, bool);
+
+/// Runs the TLS handshake over `tcp` as `cfg.verify` says, or passes `tcp` through for
+/// plaintext. The only place the client touches rustls's connection types, so a build
+/// without the `tls-client` feature links none of them.
+#[cfg(feature = "tls-client")]
+pub(super) async fn wrap(
+    cfg: &super::ClientConfig,
+    tcp: smol::net::TcpStream,
+) -> std::io::Result<Wrapped> {
+    use std::io;
+    let Some(config) = client_tls_config(&cfg.verify).map_err(io::Error::other)? else {
+        return Ok((Box::new(tcp), Vec::new(), false));
+    };
+    let name_text = if cfg.server_name.is_empty() {
+        cfg.addr.ip().to_string()
+    } else {
+        cfg.server_name.clone()
+    };
+    let name = ServerName::try_from(name_text)
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
+    let tls = futures_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    let session = tls.get_ref().1;
+    let certs = session
+        .peer_certificates()
+        .map(|certs| certs.iter().map(|cert| cert.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let tls13 = session.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+    Ok((Box::new(tls), certs, tls13))
+}
+
+/// Without the `tls-client` feature: plaintext passes through, anything else is refused.
+#[cfg(not(feature = "tls-client"))]
+pub(super) async fn wrap(
+    cfg: &super::ClientConfig,
+    tcp: smol::net::TcpStream,
+) -> std::io::Result<Wrapped> {
+    match cfg.verify {
+        TlsVerify::Plaintext => Ok((Box::new(tcp), Vec::new(), false)),
+        _ => Err(std::io::Error::other(NO_TLS_CLIENT)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +406,7 @@ mod tests {
         assert_eq!(meta_cert_key(&[short]), None);
     }
 
+    #[cfg(feature = "tls-client")]
     fn cert(
         name: &str,
         not_before: (i32, u8, u8),
@@ -348,8 +420,10 @@ mod tests {
     }
 
     /// 2026-11-22T00:00:00Z.
+    #[cfg(feature = "tls-client")]
     const NOW: u64 = 1_795_305_600;
 
+    #[cfg(feature = "tls-client")]
     #[test]
     fn pin_rules() {
         let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(NOW));
@@ -384,6 +458,7 @@ mod tests {
         assert!(err.to_string().contains("not valid yet"), "{err}");
     }
 
+    #[cfg(feature = "tls-client")]
     #[test]
     fn validity_is_read_from_der() {
         // UTCTime until 2049, GeneralizedTime from 2050 on (RFC 5280).
@@ -398,6 +473,16 @@ mod tests {
         assert_eq!(der_time(0x13, b"991231235959Z"), None);
         assert_eq!(cert_validity(b"\x30\x03\x30\x01"), None);
         assert_eq!(cert_validity(&[]), None);
+    }
+
+    #[cfg(not(feature = "tls-client"))]
+    #[test]
+    fn without_tls_client_only_plaintext_connects() {
+        assert!(matches!(client_tls_config(&TlsVerify::Plaintext), Ok(None)));
+        for verify in [TlsVerify::Insecure, TlsVerify::Pin(String::new())] {
+            let err = client_tls_config(&verify).unwrap_err();
+            assert!(err.to_string().contains("tls-client"), "{err}");
+        }
     }
 
     #[test]

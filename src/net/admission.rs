@@ -202,7 +202,7 @@ pub fn tls_connector(
             path: ca_file.to_path_buf(),
         });
     }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(crate::cert::provider::client_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(AdmissionSetupError::TlsSetup)?

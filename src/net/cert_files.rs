@@ -139,6 +139,7 @@ mod tests {
         localhost_v4, parse, self_signed, test_key, EC_CERT, EC_SEC1_KEY, HOST, RSA_CERT,
         RSA_PKCS1_KEY,
     };
+    use crate::cert::tests as cert_tests;
     use crate::cert::{check_valid_for, manual_paths, meta_cert, CertResolver};
     use crate::keyfile::tests::TempDir;
     use std::os::unix::fs::MetadataExt;
@@ -173,6 +174,14 @@ mod tests {
             assert_eq!(loaded.pin, RCGEN_FIXTURE_PIN);
             let served = CertResolver::new(loaded, Some(meta_cert(&test_key()).unwrap())).unwrap();
             assert_eq!(served.pin(), RCGEN_FIXTURE_PIN);
+            // A handshake serves the kept certificate, signed with the kept key (rustls
+            // checks the CertificateVerify signature against the served leaf).
+            let config = crate::cert::server_config(served).unwrap();
+            let name = rustls::pki_types::ServerName::try_from(HOST).unwrap();
+            let (client, _server) =
+                cert_tests::connect(&config, cert_tests::client_config(None, &[]), name);
+            let leaf = &cert_tests::presented(&client)[0];
+            assert_eq!(crate::cert::pin_of(leaf), RCGEN_FIXTURE_PIN);
         }
         for (name, bytes) in [SELF_SIGNED_CERT_FILE, SELF_SIGNED_KEY_FILE]
             .iter()
