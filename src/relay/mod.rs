@@ -42,7 +42,7 @@ pub use metrics::RelayStats;
 pub use metrics::{Counters, DropReason, PacketKind, PacketTally};
 pub use pool::{BufPool, PacketBuf, MAX_POOLED_BUFFERS, MAX_POOLED_CAPACITY};
 pub use state::{
-    Action, ConnId, ConnParams, Drained, Packet, Relay, RelayLimits, Violation,
-    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_DEPTH, DEFAULT_WATCHER_QUEUE_DEPTH, HOME_MOVE_GRACE,
-    MAX_ENQUEUE_ATTEMPTS, MAX_PEER_GONE_SUBSCRIPTIONS, PEER_GONE_NOTICE_DEPTH,
+    Action, ConnId, ConnIdHasher, ConnIdMap, ConnParams, Drained, Packet, Relay, RelayLimits,
+    Violation, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_DEPTH, DEFAULT_WATCHER_QUEUE_DEPTH,
+    HOME_MOVE_GRACE, MAX_ENQUEUE_ATTEMPTS, MAX_PEER_GONE_SUBSCRIPTIONS, PEER_GONE_NOTICE_DEPTH,
 };

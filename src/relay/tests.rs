@@ -1088,3 +1088,22 @@ fn dropped_owned_packets_give_their_buffers_back() {
     assert_eq!(h.drops(DropReason::QueueHead, PacketKind::Other), (1, 3));
     h.relay.check_invariants();
 }
+
+#[test]
+fn conn_id_hasher_spreads_sequential_ids() {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let build = BuildHasherDefault::<ConnIdHasher>::default();
+    let hashes: std::collections::HashSet<u64> =
+        (1..=10_000u64).map(|id| build.hash_one(ConnId(id))).collect();
+    assert_eq!(hashes.len(), 10_000, "a bijection on ids");
+    // hashbrown picks control bytes from the top 7 bits: sequential ids must not share them.
+    let top: std::collections::HashSet<u64> = (1..=128u64)
+        .map(|id| build.hash_one(ConnId(id)) >> 57)
+        .collect();
+    assert!(top.len() > 64, "only {} distinct top-7-bit tags", top.len());
+    let mut map = ConnIdMap::default();
+    for id in 0..1000 {
+        map.insert(ConnId(id), id);
+    }
+    assert!((0..1000).all(|id| map.get(&ConnId(id)) == Some(&id)));
+}
