@@ -5,6 +5,7 @@
 # by the native derp-load tool.
 #
 #   bench/router-cpu.sh                       mips_24kc mipsel_24kc arm_cortex-a7_neon-vfpv4
+#                                             aarch64_cortex-a53
 #   bench/router-cpu.sh mips_24kc ...         only these OpenWrt arches (cross/targets.tsv)
 #
 # The count is read from the plugin's periodic snapshot 1 s after the load tool finished.
@@ -14,7 +15,7 @@
 # Instruction counts do not depend on the emulation's speed or the machine's load.
 #
 # Writes bench/results/router-cpu.jsonl (raw), router-cpu.tsv and router-cpu.md (the
-# "how fast on my router" estimate table).
+# "how fast on my router" estimate table), and copies that table into README.md.
 #
 # derper's start-up alone varies by ~10^8 instructions from run to run (key and certificate
 # generation, Go runtime), so the differences must be large: the defaults relay 5.6 MB.
@@ -28,7 +29,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 ARCHES=("$@")
-[ ${#ARCHES[@]} -gt 0 ] || ARCHES=(mips_24kc mipsel_24kc arm_cortex-a7_neon-vfpv4)
+[ ${#ARCHES[@]} -gt 0 ] || ARCHES=(mips_24kc mipsel_24kc arm_cortex-a7_neon-vfpv4 aarch64_cortex-a53)
 LOGINS_A="${LOGINS_A:-1}"
 LOGINS_B="${LOGINS_B:-21}"
 PKTS_A="${PKTS_A:-20}"
@@ -150,7 +151,8 @@ publish() {
 q=subprocess.run(["qemu-mips","--version"],capture_output=True,text=True).stdout.splitlines()[0]
 print(json.dumps({"scenario":"machine","qemu":q,"kernel":platform.release()}))'
     } >"$RESULTS/router-cpu.jsonl"
-    python3 "$HERE/scripts/router_report.py" --out "$RESULTS" "$RESULTS/router-cpu.jsonl"
+    python3 "$HERE/scripts/router_report.py" --out "$RESULTS" --readme "$ROOT/README.md" \
+        "$RESULTS/router-cpu.jsonl"
 }
 
 for arch in "${ARCHES[@]}"; do

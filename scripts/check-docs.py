@@ -3,6 +3,7 @@
 
 - README keeps the two set-up commands.
 - Every table row of docs/benchmarks.md is a row of bench/results/results.md, unchanged.
+- README's "how fast on my router" table is router-cpu.md's estimate table, unchanged.
 - The soak table of docs/security.md matches scripts/soak-results*/summary.txt.
 - Fuzz figures in docs/security.md appear in fuzz/RESULTS.md.
 - Bounds the docs quote are the bounds the tests assert (constants read from tests/).
@@ -50,6 +51,22 @@ def check_benchmarks():
     for row in table_rows(read("docs/benchmarks.md")):
         if row not in results:
             problem(f"docs/benchmarks.md: row not in bench/results/results.md: {row}")
+
+
+def check_router_speed():
+    readme = read("README.md").splitlines()
+    begin = [i for i, line in enumerate(readme) if line.startswith("<!-- BEGIN router-speed")]
+    end = [i for i, line in enumerate(readme) if line == "<!-- END router-speed -->"]
+    if len(begin) != 1 or len(end) != 1 or end[0] < begin[0]:
+        problem("README.md: no single router-speed block (bench/scripts/router_report.py --readme)")
+        return
+    ours = table_rows("\n".join(readme[begin[0] + 1:end[0]]))
+    md = read("bench/results/router-cpu.md")
+    section = md.split("## How fast on my router", 1)[-1]
+    theirs = table_rows(section)
+    if not ours or ours != theirs:
+        problem("README.md: router-speed table differs from bench/results/router-cpu.md "
+                "(rerun bench/scripts/router_report.py --readme README.md)")
 
 
 def grouped(number):
@@ -185,6 +202,7 @@ def main(argv):
             return 2
     check_readme_commands()
     check_benchmarks()
+    check_router_speed()
     check_soak()
     check_fuzz()
     check_asserted_bounds()

@@ -21,6 +21,11 @@ ROUTERS = [
     ("filogic mt7981, Cortex-A53", "aarch64_cortex-a53", 1300, 1300, 2, 0.8),
 ]
 SERVERS = ("tinyderp", "derper")
+# The README's copy of the estimate table sits between these lines; `--readme` rewrites it
+# and scripts/check-docs.py checks it against router-cpu.md.
+README_BEGIN = ("<!-- BEGIN router-speed: generated from bench/results/router-cpu.md by "
+                "bench/scripts/router_report.py --readme; do not edit -->")
+README_END = "<!-- END router-speed -->"
 
 
 def load(path):
@@ -73,6 +78,7 @@ def mbps(clock_mhz, ipc, per_byte):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--readme", help="also rewrite the estimate table in this README")
     ap.add_argument("raw")
     args = ap.parse_args()
     rows = load(args.raw)
@@ -105,7 +111,8 @@ def main():
               "when the load is done; derper's start-up varies by ~10^8 instructions from run "
               "to run, which is why the differences are megabytes). tinyderp is "
               "`cross/build.sh`'s static musl build; derper is the pinned upstream release "
-              "built with `GOARCH=mips`/`mipsle` `GOMIPS=softfloat`, `GOARCH=arm GOARM=7`.")
+              "built with `GOARCH=mips`/`mipsle` `GOMIPS=softfloat`, `GOARCH=arm GOARM=7`, "
+              "`GOARCH=arm64`.")
     md.append("")
     md.append("| arch | server | binary bytes | instr/login | instr/relayed byte | "
               "instr/1400 B packet | tinyderp / derper per byte |")
@@ -135,6 +142,7 @@ def main():
               "A multi-core router can spread different clients over its cores; the "
               "figures are for one.")
     md.append("")
+    speed_start = len(md)
     md.append("| router class | build measured | clock MHz | IPC assumed | "
               "tinyderp instr/B | tinyderp Mbit/s per core | derper instr/B | "
               "derper Mbit/s per core |")
@@ -153,6 +161,7 @@ def main():
         md.append(f"| {label} ({cores} cores) | {arch} | {clock} | {ipc} | "
                   f"{fmt(t, 1) if t else 'not measured'} | {rate(t)} | "
                   f"{fmt(g, 1) if g else 'not measured'} | {rate(g)} |")
+    speed_table = md[speed_start:]
     md.append("")
     md.append("Run parameters: " + ", ".join(
         f"{k[1]} on {k[0]}: {figs[k].get('logins', '?')} logins and "
@@ -168,6 +177,21 @@ def main():
     md.append("")
     with open(os.path.join(args.out, "router-cpu.md"), "w") as f:
         f.write("\n".join(md))
+    if args.readme:
+        write_readme(args.readme, speed_table)
+
+
+def write_readme(path, table):
+    """Replaces the lines between README_BEGIN and README_END with the estimate table."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    try:
+        start, end = lines.index(README_BEGIN), lines.index(README_END)
+    except ValueError:
+        raise SystemExit(f"{path}: no {README_BEGIN!r} ... {README_END!r} block")
+    lines[start + 1:end] = table
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
 
 
 if __name__ == "__main__":

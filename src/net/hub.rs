@@ -2,14 +2,13 @@
 //! to, behind one lock, so an action is always carried out against the same view that
 //! produced it.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use smol::channel::Sender;
 use smol::net::TcpStream;
 
-use crate::relay::{Action, ConnId, Relay};
+use crate::relay::{Action, ConnIdMap, Relay};
 
 /// What the I/O edge keeps per connected client so relay actions can reach its tasks.
 pub(crate) struct ConnHandle {
@@ -26,7 +25,7 @@ pub(crate) struct Hub {
     /// The pure server state.
     pub relay: Relay,
     /// Live connections by relay id.
-    pub conns: HashMap<ConnId, ConnHandle>,
+    pub conns: ConnIdMap<ConnHandle>,
     /// Reused action buffer (no allocation per packet).
     pub actions: Vec<Action>,
 }
@@ -63,7 +62,7 @@ impl SharedHub {
     pub fn new(relay: Relay) -> SharedHub {
         SharedHub(Mutex::new(Hub {
             relay,
-            conns: HashMap::new(),
+            conns: ConnIdMap::default(),
             actions: Vec::new(),
         }))
     }

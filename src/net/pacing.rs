@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -91,6 +92,9 @@ impl std::error::Error for RateConfigError {}
 #[derive(Debug, Default)]
 pub(crate) struct ClientRate {
     current: Mutex<Option<ByteRate>>,
+    /// A rate is set: read without the lock on every frame, so a server without a
+    /// per-client limit takes no lock per packet.
+    on: AtomicBool,
 }
 
 impl ClientRate {
@@ -104,11 +108,16 @@ impl ClientRate {
     /// Replaces the setting; connections pick it up before their next frame.
     pub fn set(&self, rate: Option<ByteRate>) {
         let rate = rate.filter(|r| r.bytes_per_sec > 0);
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = rate;
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        *current = rate;
+        self.on.store(rate.is_some(), Ordering::Release);
     }
 
     /// The current setting.
     pub fn get(&self) -> Option<ByteRate> {
+        if !self.on.load(Ordering::Acquire) {
+            return None;
+        }
         let current = *self.current.lock().unwrap_or_else(|p| p.into_inner());
         current.map(|r| ByteRate {
             bytes_per_sec: r.bytes_per_sec,

@@ -7,9 +7,12 @@
 //! the kernel through TCP keep-alive and `TCP_USER_TIMEOUT`. A failed write ends both
 //! loops.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use smol::channel::Receiver;
@@ -22,7 +25,7 @@ use crate::proto::frame::{self, FrameHeader, FrameType, PayloadPlan, HEADER_LEN}
 use crate::proto::handshake::{self, ClientInfo, HandshakeError, SharedBox};
 use crate::proto::http::{self as http_proto, RequestHead};
 use crate::proto::key::PublicKey;
-use crate::relay::{ConnId, ConnParams};
+use crate::relay::{ConnId, ConnParams, PacketBuf};
 
 use super::admission;
 use super::deadline::with_deadline;
@@ -41,8 +44,11 @@ const KEEP_ALIVE_JITTER_MS: u64 = 5_000;
 const MESH_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most bytes gathered into one write; bigger batches wait for the next round.
 const MAX_WRITE_BATCH: usize = 128 << 10;
-/// Buffers larger than this are released after use, so an idle client holds little memory.
+/// Buffers larger than this are released after use, so an idle client holds little memory
+/// (the packet buffers themselves come from and go back to the relay's bounded pool).
 const IDLE_BUFFER_KEEP: usize = 4 << 10;
+/// Most slices handed to one vectored write into TLS (built on the stack of one poll).
+const MAX_WRITE_SLICES: usize = 64;
 /// Frames a reader handles before it yields to the other tasks on its thread. Per frame
 /// costs throughput (every packet would leave in its own write); never starves the writers.
 const FRAMES_PER_YIELD: u32 = 32;
@@ -149,7 +155,7 @@ pub(crate) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (read_half, mut writer) = smol::io::split(stream);
+    let (read_half, mut writer) = split(stream);
     let mut reader = smol::io::Cursor::new(leftover).chain(read_half);
     // The login and admission steps are boxed so their state is freed when they end and
     // is not reserved in the task for the life of the connection (see accept.rs).
@@ -359,6 +365,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     reader: &mut R,
     mut limiter: ReadLimiter,
 ) -> std::io::Result<()> {
+    // One buffer, reused: a SendPacket is read into it in place and handed to the relay,
+    // which queues it for the receiver and gives back a pooled buffer for the next read.
     let mut payload: Vec<u8> = Vec::new();
     let mut frames_since_yield: u32 = 0;
     loop {
@@ -383,7 +391,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 hub.apply_actions();
                 result
             }
+            PayloadPlan::Read(len) if header.frame_type == FrameType::SendPacket as u8 => {
+                let mut packet = PacketBuf::for_payload(std::mem::take(&mut payload), len);
+                reader.read_exact(packet.payload_mut()).await?;
+                now = Instant::now();
+                let mut hub = server.hub.lock();
+                let hub = &mut *hub;
+                let (result, spare) = hub.relay.send_packet(id, packet, now, &mut hub.actions);
+                hub.apply_actions();
+                payload = spare;
+                result
+            }
             PayloadPlan::Read(len) => {
+                // Stale bytes are read over; only growth is zero-filled.
                 payload.resize(len, 0);
                 reader.read_exact(&mut payload).await?;
                 let parsed = frame::parse_client_frame(header.frame_type, &payload)
@@ -435,7 +455,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut next_keep_alive = Instant::now()
         .checked_add(period)
         .unwrap_or_else(Instant::now);
+    // Control frames are encoded into `out`; packets stay in their own buffers (`frames`)
+    // and go into TLS with one vectored write, then back to the relay's pool.
     let mut out: Vec<u8> = Vec::new();
+    let mut frames: Vec<Vec<u8>> = Vec::new();
     loop {
         let woken = async { wake.recv().await.is_ok() }
             .or(async {
@@ -456,11 +479,19 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             let drained = hub
                 .lock()
                 .relay
-                .drain_outgoing(id, &mut out, MAX_WRITE_BATCH);
-            if out.is_empty() {
+                .drain_frames(id, &mut out, &mut frames, MAX_WRITE_BATCH);
+            if out.is_empty() && frames.is_empty() {
                 break;
             }
-            if let Err(err) = write_all_flush(writer, &out, write_timeout).await {
+            let write = async {
+                write_all_vectored(writer, &out, &frames).await?;
+                writer.flush().await
+            };
+            let written = match write_timeout {
+                Some(limit) => with_deadline(limit, write).await,
+                None => write.await,
+            };
+            if let Err(err) = written {
                 hub.lock().relay.note_write_failure(&drained);
                 return Err(err);
             }
@@ -468,12 +499,111 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 break;
             }
         }
+        if !frames.is_empty() {
+            hub.lock().relay.recycle(&mut frames);
+        }
+        // Only a watcher's snapshot makes `out` big; the common case keeps its buffer.
         if out.capacity() > IDLE_BUFFER_KEEP {
             out = Vec::new();
         }
         if closed.load(Ordering::SeqCst) {
             return Ok(());
         }
+    }
+}
+
+/// Writes `head` and then every buffer of `frames`, in order, with vectored writes (TLS
+/// packs them into full records with one copy, instead of one record per small write).
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    head: &[u8],
+    frames: &[Vec<u8>],
+) -> std::io::Result<()> {
+    let total = frames
+        .iter()
+        .fold(head.len(), |sum, frame| sum.saturating_add(frame.len()));
+    let mut done: usize = 0;
+    while done < total {
+        let n = std::future::poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+            let mut count = 0;
+            let mut skip = done;
+            for part in std::iter::once(head).chain(frames.iter().map(Vec::as_slice)) {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                let Some(slot) = slices.get_mut(count) else {
+                    break;
+                };
+                *slot = IoSlice::new(part.get(skip..).unwrap_or_default());
+                skip = 0;
+                count += 1;
+            }
+            Pin::new(&mut *writer).poll_write_vectored(cx, slices.get(..count).unwrap_or_default())
+        })
+        .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        done = done.saturating_add(n);
+    }
+    Ok(())
+}
+
+/// One half of a connection's stream. Both halves are polled by the connection's one
+/// task (its reader and writer loops run joined), so the lock is never contended and
+/// costs two atomic operations per poll; unlike `smol::io::split`, the write half passes
+/// vectored writes through to TLS.
+struct Half<S>(Arc<Mutex<S>>);
+
+/// Splits `stream` into a read half and a write half (see [`Half`]).
+fn split<S>(stream: S) -> (Half<S>, Half<S>) {
+    let shared = Arc::new(Mutex::new(stream));
+    (Half(shared.clone()), Half(shared))
+}
+
+impl<S> Half<S> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, S> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Half<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Half<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_close(cx)
     }
 }
 

@@ -75,9 +75,9 @@ pub(crate) struct Conn {
     /// Watcher updates to write, bounded as described on [`super::RelayLimits`].
     pub watch_updates: VecDeque<WatchUpdate>,
     /// Encoded RecvPacket frames of disco packets, at most `queue_depth`.
-    pub disco_queue: VecDeque<Box<[u8]>>,
+    pub disco_queue: VecDeque<Vec<u8>>,
     /// Encoded RecvPacket frames of other packets, at most `queue_depth`.
-    pub other_queue: VecDeque<Box<[u8]>>,
+    pub other_queue: VecDeque<Vec<u8>>,
     /// Sources whose packets were written to this connection, i.e. whose departure it is
     /// subscribed to; sorted, for binary search. Never shrinks while the connection lives
     /// (the upstream quirk of §3.7), bounded by [`super::MAX_PEER_GONE_SUBSCRIPTIONS`]. A

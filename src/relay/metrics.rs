@@ -237,7 +237,7 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
 /// Renders the counters and the given gauges as Prometheus text exposition format.
 pub(crate) fn render(counters: &Counters, stats: &RelayStats, out: &mut String) {
     let c = counters;
-    let gauges: [(&str, &str, usize); 9] = [
+    let gauges: [(&str, &str, usize); 10] = [
         (
             "connections",
             "Current client connections.",
@@ -279,11 +279,16 @@ pub(crate) fn render(counters: &Counters, stats: &RelayStats, out: &mut String) 
             "Bytes of frames waiting in send queues.",
             stats.queued_bytes,
         ),
+        (
+            "pooled_buffers",
+            "Free packet buffers kept for reuse.",
+            stats.pooled_buffers,
+        ),
     ];
     for (name, help, value) in gauges {
         single(out, name, "gauge", help, value as u64);
     }
-    let counters: [(&str, &str, u64); 12] = [
+    let counters: [(&str, &str, u64); 14] = [
         ("accepts_total", "Connections registered.", c.accepts),
         (
             "dup_client_conns_total",
@@ -331,6 +336,16 @@ pub(crate) fn render(counters: &Counters, stats: &RelayStats, out: &mut String) 
             "peer_gone_subscriptions_dropped_total",
             "Deliveries whose source was not remembered for PeerGone (set full).",
             c.peer_gone_subscriptions_dropped,
+        ),
+        (
+            "buffer_pool_misses_total",
+            "Packet buffers allocated because the pool was empty.",
+            stats.pool_misses,
+        ),
+        (
+            "buffer_pool_discards_total",
+            "Packet buffers freed because the pool was full or they were oversized.",
+            stats.pool_discards,
         ),
     ];
     for (name, help, value) in counters {
@@ -457,4 +472,10 @@ pub struct RelayStats {
     pub queued_packets: usize,
     /// Bytes of RecvPacket frames waiting in send queues.
     pub queued_bytes: usize,
+    /// Free packet buffers held for reuse (bounded by `MAX_POOLED_BUFFERS`).
+    pub pooled_buffers: usize,
+    /// Packet buffers allocated because the pool was empty.
+    pub pool_misses: u64,
+    /// Packet buffers freed because the pool was full or they were too big to keep.
+    pub pool_discards: u64,
 }

@@ -6,8 +6,10 @@
 //! Nothing here touches sockets, clocks, threads or the runtime. The net layer keeps one
 //! `std::sync::Mutex<Relay>`; each connection's reader task calls [`Relay::handle_frame`]
 //! with the parsed frame and the current `Instant`, and one writer task per connection,
-//! woken by [`Action::Wake`], calls [`Relay::drain_outgoing`] until `more` is false and
-//! writes the bytes it got. [`Action::Close`] asks the net layer to close a connection;
+//! woken by [`Action::Wake`], calls [`Relay::drain_frames`] until `more` is false and
+//! writes the bytes it got. SendPacket frames, the bulk of the traffic, go through
+//! [`Relay::send_packet`] instead: read into a pooled buffer, queued and written without
+//! a copy. [`Action::Close`] asks the net layer to close a connection;
 //! it then calls [`Relay::unregister`] like for any other close.
 
 // State driven by frames from the network: no panics, no unchecked indexing or arithmetic.
@@ -28,6 +30,7 @@
 mod conn;
 mod limit;
 mod metrics;
+mod pool;
 mod state;
 
 #[cfg(test)]
@@ -37,8 +40,9 @@ pub use conn::{NOT_HERE_BURST, NOT_HERE_INTERVAL};
 pub use limit::{TokenBucket, MIN_BYTE_BURST};
 pub use metrics::RelayStats;
 pub use metrics::{Counters, DropReason, PacketKind, PacketTally};
+pub use pool::{BufPool, PacketBuf, MAX_POOLED_BUFFERS, MAX_POOLED_CAPACITY};
 pub use state::{
-    Action, ConnId, ConnParams, Drained, Relay, RelayLimits, Violation, DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_QUEUE_DEPTH, DEFAULT_WATCHER_QUEUE_DEPTH, HOME_MOVE_GRACE, MAX_ENQUEUE_ATTEMPTS,
-    MAX_PEER_GONE_SUBSCRIPTIONS, PEER_GONE_NOTICE_DEPTH,
+    Action, ConnId, ConnIdHasher, ConnIdMap, ConnParams, Drained, Packet, Relay, RelayLimits,
+    Violation, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_DEPTH, DEFAULT_WATCHER_QUEUE_DEPTH,
+    HOME_MOVE_GRACE, MAX_ENQUEUE_ATTEMPTS, MAX_PEER_GONE_SUBSCRIPTIONS, PEER_GONE_NOTICE_DEPTH,
 };

@@ -5,16 +5,39 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, WatchUpdate};
 use super::metrics::{self, bump, Counters, DropReason, PacketKind, RelayStats};
+use super::pool::{BufPool, PacketBuf, RECV_PREFIX_LEN};
 use crate::proto::frame::{
     encode_peer_gone, encode_peer_present, encode_pong, encode_recv_packet, encode_restarting,
     peer_present_flags, ClientFrame, PeerGoneReason, HEADER_LEN,
 };
 use crate::proto::key::{PublicKey, KEY_LEN};
+
+/// A packet on its way through [`Relay::route`]: borrowed from a parsed frame (encoded
+/// into a pooled buffer if it is queued), or already read into its own buffer (queued
+/// as it is, without a copy).
+#[derive(Debug)]
+pub enum Packet<'a> {
+    /// Packet data borrowed from a parsed frame.
+    Borrowed(&'a [u8]),
+    /// A SendPacket read in place (see [`PacketBuf`]).
+    Owned(PacketBuf),
+}
+
+impl Packet<'_> {
+    /// The packet data.
+    pub fn data(&self) -> &[u8] {
+        match self {
+            Packet::Borrowed(data) => data,
+            Packet::Owned(buf) => buf.data(),
+        }
+    }
+}
 
 /// Default depth of each of a connection's two packet queues (upstream: 32).
 pub const DEFAULT_QUEUE_DEPTH: usize = 32;
@@ -47,8 +70,6 @@ pub const PEER_GONE_NOTICE_DEPTH: usize = MAX_PEER_GONE_SUBSCRIPTIONS + 8;
 /// (clients announce their home right after connecting).
 pub const HOME_MOVE_GRACE: Duration = Duration::from_secs(5);
 
-/// RecvPacket header plus source key: the frame bytes in front of the packet data.
-const RECV_PREFIX_LEN: usize = HEADER_LEN + KEY_LEN;
 /// PeerGone frame: header + key(32) + reason(1).
 const PEER_GONE_FRAME_LEN: usize = HEADER_LEN + KEY_LEN + 1;
 /// PeerPresent frame: header + key(32) + ip(16) + port(2) + flags(1).
@@ -61,6 +82,37 @@ const RESTARTING_FRAME_LEN: usize = HEADER_LEN + 8;
 /// Identifies one registered connection. Never reused within a process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
+
+/// A map keyed by [`ConnId`], looked up several times per relayed packet. The ids are
+/// handed out by the relay in sequence, never chosen by a peer, so they need no
+/// flooding-resistant hash: [`ConnIdHasher`] costs a multiply where SipHash cost ~100
+/// instructions per lookup.
+pub type ConnIdMap<V> = HashMap<ConnId, V, BuildHasherDefault<ConnIdHasher>>;
+
+/// Hasher for [`ConnIdMap`]: Fibonacci hashing of the 64-bit id, which spreads
+/// sequential ids over the table's high bits (hashbrown's control bytes use the top 7).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnIdHasher(u64);
+
+impl Hasher for ConnIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by ConnId (it hashes one u64); kept correct for any other input.
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(FIBONACCI);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = (self.0 ^ id).wrapping_mul(FIBONACCI);
+    }
+}
+
+/// 2^64 / golden ratio, odd: multiplying by it is a bijection that mixes low bits upwards.
+const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// What the net layer knows about a connection once its handshake and admission passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,7 +234,7 @@ pub struct Relay {
     limits: RelayLimits,
     next_conn_id: u64,
     next_activity: u64,
-    conns: HashMap<ConnId, Conn>,
+    conns: ConnIdMap<Conn>,
     keys: HashMap<PublicKey, KeyConns>,
     /// Connections subscribed with WatchConns (a handful of mesh peers).
     watchers: Vec<ConnId>,
@@ -196,6 +248,8 @@ pub struct Relay {
     queued_packets: usize,
     queued_bytes: usize,
     counters: Counters,
+    /// Free frame buffers, bounded (see [`BufPool`]).
+    pool: BufPool,
 }
 
 impl Relay {
@@ -207,7 +261,7 @@ impl Relay {
             limits,
             next_conn_id: 1,
             next_activity: 1,
-            conns: HashMap::new(),
+            conns: ConnIdMap::default(),
             keys: HashMap::new(),
             watchers: Vec::new(),
             gone_subscribers: HashMap::new(),
@@ -218,6 +272,7 @@ impl Relay {
             queued_packets: 0,
             queued_bytes: 0,
             counters: Counters::default(),
+            pool: BufPool::new(),
         }
     }
 
@@ -303,6 +358,7 @@ impl Relay {
                 self.queued_bytes = self.queued_bytes.saturating_sub(frame.len());
                 self.counters
                     .note_drop(DropReason::GoneDisconnected, kind, 1, data_len(&frame));
+                self.pool.give(frame);
             }
         }
         for src in &conn.saw_src {
@@ -369,25 +425,19 @@ impl Relay {
         now: Instant,
         actions: &mut Vec<Action>,
     ) -> Result<(), Violation> {
-        let Some(conn) = self.conns.get(&id) else {
-            return Err(Violation::UnknownConn(id));
-        };
-        let (key, is_mesh, is_dup) = (conn.key, conn.is_mesh, conn.is_dup);
-        if is_dup {
-            self.note_dup_activity(id, key);
-        }
+        let (key, is_mesh) = self.sender(id)?;
         match frame {
             ClientFrame::SendPacket { dst, data } => {
                 self.counters
                     .note_received(PacketKind::of(data), data.len());
-                self.route(id, key, dst, data, false, now, actions);
+                self.route(id, key, dst, Packet::Borrowed(data), false, now, actions);
             }
             ClientFrame::ForwardPacket { src, dst, data } => {
                 if !is_mesh {
                     return Err(Violation::NotMesh("ForwardPacket"));
                 }
                 bump(&mut self.counters.forwarded_in, 1);
-                self.route(id, src, dst, data, true, now, actions);
+                self.route(id, src, dst, Packet::Borrowed(data), true, now, actions);
             }
             ClientFrame::NotePreferred(preferred) => self.set_preferred(id, preferred, now),
             ClientFrame::WatchConns => {
@@ -417,6 +467,52 @@ impl Relay {
         Ok(())
     }
 
+    /// The fast path for SendPacket (§3.5): like [`Relay::handle_frame`] with a parsed
+    /// SendPacket, but the packet was read into its own buffer, which is queued for the
+    /// receiver without a copy. Returns a buffer for the caller's next read (from the pool,
+    /// or the same one if the packet was dropped; its content is stale), so a busy sender
+    /// allocates nothing.
+    pub fn send_packet(
+        &mut self,
+        id: ConnId,
+        packet: PacketBuf,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> (Result<(), Violation>, Vec<u8>) {
+        let key = match self.sender(id) {
+            Ok((key, _)) => key,
+            Err(violation) => return (Err(violation), packet.into_inner()),
+        };
+        let Some(dst) = packet.dst() else {
+            // The net layer reads at least a key; a shorter payload is not a packet.
+            bump(&mut self.counters.unknown_frames, 1);
+            return (Ok(()), packet.into_inner());
+        };
+        let data = packet.data();
+        self.counters
+            .note_received(PacketKind::of(data), data.len());
+        self.route(id, key, dst, Packet::Owned(packet), false, now, actions);
+        (Ok(()), self.pool.take())
+    }
+
+    /// A buffer from the pool, content stale (allocated if the pool is empty: counted).
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        self.pool.take()
+    }
+
+    /// The sending connection's key and mesh flag; any frame from a duplicate makes it
+    /// the active connection of its key.
+    fn sender(&mut self, id: ConnId) -> Result<(PublicKey, bool), Violation> {
+        let Some(conn) = self.conns.get(&id) else {
+            return Err(Violation::UnknownConn(id));
+        };
+        let (key, is_mesh, is_dup) = (conn.key, conn.is_mesh, conn.is_dup);
+        if is_dup {
+            self.note_dup_activity(id, key);
+        }
+        Ok((key, is_mesh))
+    }
+
     /// Last-writer-is-active: the duplicate that sent most recently gets the packets.
     fn note_dup_activity(&mut self, id: ConnId, key: PublicKey) {
         let stamp = self.next_activity_stamp();
@@ -436,14 +532,14 @@ impl Relay {
         from: ConnId,
         src: PublicKey,
         dst: PublicKey,
-        data: &[u8],
+        packet: Packet<'_>,
         forwarded: bool,
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
-        let kind = PacketKind::of(data);
+        let kind = PacketKind::of(packet.data());
         if let Some(dst_id) = self.keys.get(&dst).map(|entry| entry.active) {
-            self.enqueue(dst_id, &src, data, kind, actions);
+            self.enqueue(dst_id, &src, packet, kind, actions);
             return;
         }
         // Mesh routes (`--mesh-with`) go here: a SendPacket (never a ForwardPacket) to a
@@ -453,7 +549,7 @@ impl Relay {
         } else {
             DropReason::UnknownDest
         };
-        self.counters.note_drop(reason, kind, 1, data.len() as u64);
+        self.drop_packet(reason, kind, packet);
         if kind == PacketKind::Disco {
             if let Some(sender) = self.conns.get_mut(&from) {
                 if sender.allow_not_here(now) {
@@ -476,19 +572,16 @@ impl Relay {
         &mut self,
         dst_id: ConnId,
         src: &PublicKey,
-        data: &[u8],
+        packet: Packet<'_>,
         kind: PacketKind,
         actions: &mut Vec<Action>,
     ) {
-        let len = data.len() as u64;
         let Some(dst) = self.conns.get_mut(&dst_id) else {
-            self.counters
-                .note_drop(DropReason::GoneDisconnected, kind, 1, len);
+            self.drop_packet(DropReason::GoneDisconnected, kind, packet);
             return;
         };
         if dst.closing {
-            self.counters
-                .note_drop(DropReason::GoneDisconnected, kind, 1, len);
+            self.drop_packet(DropReason::GoneDisconnected, kind, packet);
             return;
         }
         let queue = match kind {
@@ -506,24 +599,48 @@ impl Relay {
                 self.queued_bytes = self.queued_bytes.saturating_sub(oldest.len());
                 self.counters
                     .note_drop(DropReason::QueueHead, kind, 1, data_len(&oldest));
+                self.pool.give(oldest);
             }
         }
         if !has_room {
-            self.counters.note_drop(DropReason::QueueTail, kind, 1, len);
+            drop_packet(
+                &mut self.counters,
+                &mut self.pool,
+                DropReason::QueueTail,
+                kind,
+                packet,
+            );
             return;
         }
-        let frame_len = RECV_PREFIX_LEN.saturating_add(data.len());
+        let frame_len = RECV_PREFIX_LEN.saturating_add(packet.data().len());
         if self.queued_bytes.saturating_add(frame_len) > self.limits.max_queued_bytes {
-            self.counters
-                .note_drop(DropReason::QueueBudget, kind, 1, len);
+            drop_packet(
+                &mut self.counters,
+                &mut self.pool,
+                DropReason::QueueBudget,
+                kind,
+                packet,
+            );
             return;
         }
-        let mut frame = Vec::with_capacity(frame_len);
-        encode_recv_packet(&mut frame, src, data);
+        let frame = match packet {
+            Packet::Owned(buf) => buf.into_recv_frame(src),
+            Packet::Borrowed(data) => {
+                let mut frame = self.pool.take();
+                frame.clear();
+                encode_recv_packet(&mut frame, src, data);
+                frame
+            }
+        };
         self.queued_packets = self.queued_packets.saturating_add(1);
         self.queued_bytes = self.queued_bytes.saturating_add(frame.len());
-        queue.push_back(frame.into_boxed_slice());
+        queue.push_back(frame);
         wake(dst, dst_id, actions);
+    }
+
+    /// Counts a dropped packet and keeps its buffer, if it had one, for reuse.
+    fn drop_packet(&mut self, reason: DropReason, kind: PacketKind, packet: Packet<'_>) {
+        drop_packet(&mut self.counters, &mut self.pool, reason, kind, packet);
     }
 
     /// NotePreferred bookkeeping (§3.8): home gauge and home-move counters.
@@ -665,19 +782,44 @@ impl Relay {
     /// a frame that would take the appended bytes past `max_bytes`, but always appends at
     /// least one frame if any is pending. Packets are counted as sent here; report a
     /// failed write with [`Relay::note_write_failure`].
+    ///
+    /// This copies every packet; the writer uses [`Relay::drain_frames`], which does not.
     pub fn drain_outgoing(&mut self, id: ConnId, out: &mut Vec<u8>, max_bytes: usize) -> Drained {
+        let mut frames = Vec::new();
+        let drained = self.drain_frames(id, out, &mut frames, max_bytes);
+        for frame in frames {
+            out.extend_from_slice(&frame);
+            self.pool.give(frame);
+        }
+        drained
+    }
+
+    /// Like [`Relay::drain_outgoing`], but packets are not copied: the control frames
+    /// (Restarting, Pong, PeerGone, watcher updates) are encoded into `out` and the queued
+    /// RecvPacket frames are moved into `frames`, to be written after `out`, in order.
+    /// Buffers still in `frames` when it is called (the previous batch, written by now)
+    /// are first taken back into the pool, so a writer locks the relay once per batch.
+    pub fn drain_frames(
+        &mut self,
+        id: ConnId,
+        out: &mut Vec<u8>,
+        frames: &mut Vec<Vec<u8>>,
+        max_bytes: usize,
+    ) -> Drained {
+        self.recycle(frames);
         let mut drained = Drained::default();
         let Some(conn) = self.conns.get_mut(&id) else {
             return drained;
         };
         let start = out.len();
-        let fits = |out: &Vec<u8>, len: usize| {
-            let written = out.len().saturating_sub(start);
+        let mut packet_bytes: usize = 0;
+        let fits = |out: &Vec<u8>, packet_bytes: usize, len: usize| {
+            let written = out.len().saturating_sub(start).saturating_add(packet_bytes);
             written == 0 || written.saturating_add(len) <= max_bytes
         };
         'fill: {
             if let Some((reconnect_in_ms, try_for_ms)) = conn.restarting {
-                if !fits(out, RESTARTING_FRAME_LEN) {
+                if !fits(out, packet_bytes, RESTARTING_FRAME_LEN) {
                     break 'fill;
                 }
                 encode_restarting(out, reconnect_in_ms, try_for_ms);
@@ -685,7 +827,7 @@ impl Relay {
                 bump(&mut self.counters.restarting_frames, 1);
             }
             if let Some(echo) = conn.pong {
-                if !fits(out, PONG_FRAME_LEN) {
+                if !fits(out, packet_bytes, PONG_FRAME_LEN) {
                     break 'fill;
                 }
                 encode_pong(out, &echo);
@@ -693,7 +835,7 @@ impl Relay {
                 bump(&mut self.counters.pongs, 1);
             }
             while let Some(&(peer, reason)) = conn.peer_gone.front() {
-                if !fits(out, PEER_GONE_FRAME_LEN) {
+                if !fits(out, packet_bytes, PEER_GONE_FRAME_LEN) {
                     break 'fill;
                 }
                 conn.peer_gone.pop_front();
@@ -705,7 +847,7 @@ impl Relay {
                     WatchUpdate::Present { .. } => PEER_PRESENT_FRAME_LEN,
                     WatchUpdate::Gone(_) => PEER_GONE_FRAME_LEN,
                 };
-                if !fits(out, len) {
+                if !fits(out, packet_bytes, len) {
                     break 'fill;
                 }
                 conn.watch_updates.pop_front();
@@ -725,13 +867,13 @@ impl Relay {
                     PacketKind::Other => &mut conn.other_queue,
                 };
                 while let Some(next_len) = queue.front().map(|frame| frame.len()) {
-                    if !fits(out, next_len) {
+                    if !fits(out, packet_bytes, next_len) {
                         break 'fill;
                     }
                     let Some(frame) = queue.pop_front() else {
                         break;
                     };
-                    out.extend_from_slice(&frame);
+                    packet_bytes = packet_bytes.saturating_add(frame.len());
                     self.queued_packets = self.queued_packets.saturating_sub(1);
                     self.queued_bytes = self.queued_bytes.saturating_sub(frame.len());
                     let len = data_len(&frame);
@@ -753,6 +895,7 @@ impl Relay {
                             &mut self.counters,
                         );
                     }
+                    frames.push(frame);
                 }
             }
         }
@@ -763,6 +906,13 @@ impl Relay {
             conn.wake_pending = false;
         }
         drained
+    }
+
+    /// Takes written packet buffers (from [`Relay::drain_frames`]) back into the pool.
+    pub fn recycle(&mut self, frames: &mut Vec<Vec<u8>>) {
+        for spent in frames.drain(..) {
+            self.pool.give(spent);
+        }
     }
 
     /// Reports that the bytes of a drain were not written (write error or timeout): its
@@ -817,6 +967,9 @@ impl Relay {
             watchers: self.watchers.len(),
             queued_packets: self.queued_packets,
             queued_bytes: self.queued_bytes,
+            pooled_buffers: self.pool.len(),
+            pool_misses: self.pool.misses,
+            pool_discards: self.pool.discards,
         }
     }
 
@@ -969,8 +1122,23 @@ fn subscribe(
 }
 
 /// Among the remaining duplicates, the one that registered or sent most recently.
-fn most_recently_active(conns: &HashMap<ConnId, Conn>, ids: &[ConnId]) -> Option<ConnId> {
+fn most_recently_active(conns: &ConnIdMap<Conn>, ids: &[ConnId]) -> Option<ConnId> {
     ids.iter()
         .copied()
         .max_by_key(|id| conns.get(id).map_or(0, |conn| conn.activity))
+}
+
+/// Counts a dropped packet and gives its buffer, if it had one, back to the pool.
+fn drop_packet(
+    counters: &mut Counters,
+    pool: &mut BufPool,
+    reason: DropReason,
+    kind: PacketKind,
+    packet: Packet<'_>,
+) {
+    let len = packet.data().len() as u64;
+    counters.note_drop(reason, kind, 1, len);
+    if let Packet::Owned(buf) = packet {
+        pool.give(buf.into_inner());
+    }
 }
