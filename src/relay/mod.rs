@@ -27,6 +27,7 @@
 
 mod conn;
 mod limit;
+mod mesh;
 mod metrics;
 mod state;
 
@@ -35,6 +36,10 @@ mod tests;
 
 pub use conn::{NOT_HERE_BURST, NOT_HERE_INTERVAL};
 pub use limit::{TokenBucket, MIN_BYTE_BURST};
+pub use mesh::{
+    MeshDrained, MeshPeerCounters, MeshPeerId, MeshTable, MAX_MESH_PEERS, MAX_MESH_ROUTES,
+    MESH_QUEUE_BYTES, MESH_QUEUE_DEPTH,
+};
 pub use metrics::RelayStats;
 pub use metrics::{Counters, DropReason, PacketKind, PacketTally};
 pub use state::{
