@@ -19,6 +19,7 @@ mod hub;
 mod listen;
 pub mod log_backend;
 mod logging;
+mod mesh;
 mod metrics;
 mod pacing;
 mod run;
