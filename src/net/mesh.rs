@@ -14,16 +14,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use smol::channel::Receiver;
 use smol::future::FutureExt;
 
 use crate::client::{Client, ClientConfig, ClientReader, ClientWriter, ServerFrame, TlsVerify};
 use crate::config::mesh::MeshPeer;
-use crate::relay::{MeshPeerId, MAX_MESH_PEERS};
+use crate::relay::MeshPeerId;
 
 use super::deadline::with_deadline;
+use super::mesh_status::MAX_ERROR_LEN;
 use super::server::Server;
 
 /// First wait before redialling a lost or unreachable peer.
@@ -41,93 +40,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(150);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most ForwardPacket bytes gathered into one write.
 const WRITE_BATCH_BYTES: usize = 64 << 10;
-/// Longest CA bundle read.
-const MAX_CA_BUNDLE_LEN: u64 = 4 << 20;
-/// Where the system CA bundle is looked for when `SSL_CERT_FILE` is unset (Debian and
-/// OpenWrt's ca-bundle, Fedora, Alpine/BSD).
-const CA_BUNDLE_PATHS: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
-/// Longest last-error text kept per peer.
-const MAX_ERROR_LEN: usize = 200;
-
-/// What the status page and metrics show per peer.
-#[derive(Debug, Default, Clone)]
-struct PeerStatus {
-    connected: bool,
-    since: Option<Instant>,
-    last_error: Option<String>,
-    dials: u64,
-}
-
-/// The configured peers and their status, built once at start.
-pub(crate) struct MeshPeers {
-    peers: Vec<(MeshPeer, Mutex<PeerStatus>)>,
-    /// The system roots, if some peer has no pin.
-    roots: Option<Result<Vec<CertificateDer<'static>>, String>>,
-}
-
-impl MeshPeers {
-    /// The peers of `config` (at most [`MAX_MESH_PEERS`]; the config check enforces it),
-    /// with the system roots read if any peer needs them.
-    pub(crate) fn new(peers: &[MeshPeer]) -> MeshPeers {
-        let roots = peers
-            .iter()
-            .any(|peer| peer.pin.is_none())
-            .then(system_roots);
-        MeshPeers {
-            peers: peers
-                .iter()
-                .take(MAX_MESH_PEERS)
-                .map(|peer| (peer.clone(), Mutex::new(PeerStatus::default())))
-                .collect(),
-            roots,
-        }
-    }
-
-    fn status(&self, index: usize) -> Option<std::sync::MutexGuard<'_, PeerStatus>> {
-        self.peers.get(index).map(|(_, status)| {
-            status
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        })
-    }
-}
-
-/// Reads the CA bundle Go would: `SSL_CERT_FILE`, else the first system bundle found.
-fn system_roots() -> Result<Vec<CertificateDer<'static>>, String> {
-    use std::io::Read;
-    let path = match std::env::var_os("SSL_CERT_FILE") {
-        Some(path) => std::path::PathBuf::from(path),
-        None => CA_BUNDLE_PATHS
-            .iter()
-            .map(std::path::PathBuf::from)
-            .find(|path| path.exists())
-            .ok_or_else(|| {
-                "no system CA bundle found (install ca-bundle, set SSL_CERT_FILE, or pin the peer with --mesh-pin)".to_string()
-            })?,
-    };
-    let mut pem = Vec::new();
-    std::fs::File::open(&path)
-        .and_then(|file| file.take(MAX_CA_BUNDLE_LEN).read_to_end(&mut pem))
-        .map_err(|err| format!("cannot read CA bundle {}: {err}", path.display()))?;
-    let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .filter(|cert| webpki::anchor_from_trusted_cert(cert).is_ok())
-        .collect();
-    if roots.is_empty() {
-        return Err(format!("no usable CA certificate in {}", path.display()));
-    }
-    log::info!(
-        "mesh: {} CA roots from {} verify peers without a pin",
-        roots.len(),
-        path.display()
-    );
-    Ok(roots)
-}
-
 /// Registers every peer with the relay and starts one task per peer; the returned tasks
 /// are owned by the caller (dropping them stops the dialers).
 pub(crate) fn start(server: &Arc<Server>, ex: &smol::Executor<'static>) -> Vec<smol::Task<()>> {
@@ -187,8 +99,8 @@ async fn dial_loop(server: Arc<Server>, id: MeshPeerId, wake_rx: Receiver<()>) {
                 {
                     let mut hub = server.hub.lock();
                     let hub = &mut *hub;
-                    hub.relay
-                        .mesh_peer_connected(id, peer_key, &mut hub.actions);
+                    let lost = hub.relay.mesh_mut().peer_connected(id, peer_key);
+                    hub.relay.note_left_region(&lost, &mut hub.actions);
                     hub.apply_actions();
                 }
                 if let Some(mut status) = server.mesh.status(id.0) {
@@ -206,7 +118,8 @@ async fn dial_loop(server: Arc<Server>, id: MeshPeerId, wake_rx: Receiver<()>) {
                 {
                     let mut hub = server.hub.lock();
                     let hub = &mut *hub;
-                    hub.relay.mesh_peer_lost(id, &mut hub.actions);
+                    let lost = hub.relay.mesh_mut().peer_lost(id);
+                    hub.relay.note_left_region(&lost, &mut hub.actions);
                     hub.apply_actions();
                 }
                 if server.stopping.load(std::sync::atomic::Ordering::SeqCst) {
@@ -309,12 +222,18 @@ async fn read_loop(
         let frame = with_deadline(READ_TIMEOUT, reader.recv()).await?;
         match frame {
             ServerFrame::PeerPresent { key, .. } => {
-                server.hub.lock().relay.mesh_present(id, key);
+                let mut hub = server.hub.lock();
+                // This relay's own key, announced back by the peer, is not a route.
+                if key != hub.relay.server_key() {
+                    hub.relay.mesh_mut().present(id, key);
+                }
             }
             ServerFrame::PeerGone { key, .. } => {
                 let mut hub = server.hub.lock();
                 let hub = &mut *hub;
-                hub.relay.mesh_gone(id, key, &mut hub.actions);
+                if hub.relay.mesh_mut().gone(id, &key) {
+                    hub.relay.note_left_region(&[key], &mut hub.actions);
+                }
                 hub.apply_actions();
             }
             ServerFrame::Ping(data) => {

@@ -20,6 +20,7 @@ mod listen;
 pub mod log_backend;
 mod logging;
 mod mesh;
+mod mesh_status;
 mod metrics;
 mod pacing;
 mod run;

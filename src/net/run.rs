@@ -101,7 +101,7 @@ pub(crate) fn prepare(config: Config) -> Result<Arc<Server>, RunError> {
         pacing,
         admission,
         stopping: AtomicBool::new(false),
-        mesh: super::mesh::MeshPeers::new(&config_mesh_peers),
+        mesh: super::mesh_status::MeshPeers::new(&config_mesh_peers),
     }))
 }
 

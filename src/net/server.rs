@@ -53,7 +53,7 @@ pub(crate) struct Server {
     /// Set once a stop was requested: listeners stop accepting.
     pub stopping: AtomicBool,
     /// The relays of `--mesh-with` and their status.
-    pub mesh: super::mesh::MeshPeers,
+    pub mesh: super::mesh_status::MeshPeers,
 }
 
 impl Server {

@@ -6,13 +6,13 @@
 //! for SendPacket, never for ForwardPacket); a local client wins over any route here; when
 //! several peers announce the same key, the one that announced it last gets its packets;
 //! a peer's routes all go when its connection breaks, and its fresh WatchConns snapshot
-//! rebuilds them when it is back. The net layer feeds in the announcements and `now`-free
-//! connection events; everything here is plain data.
+//! rebuilds them when it is back. The net layer feeds in the announcements and connection
+//! events, and hands the keys that lost their last route to
+//! `Relay::note_left_region`; everything here is plain data.
 
 use std::collections::{HashMap, VecDeque};
 
 use super::metrics::bump;
-use super::state::{Action, Relay};
 use crate::proto::frame::{encode_forward_packet, HEADER_LEN};
 use crate::proto::key::{PublicKey, KEY_LEN};
 
@@ -341,44 +341,6 @@ impl MeshTable {
                 bump(&mut entry.counters.forwarded_in_packets, 1);
                 bump(&mut entry.counters.forwarded_in_bytes, len as u64);
             }
-        }
-    }
-}
-
-/// The mesh events of the relay: the net layer's mesh clients call these under the hub
-/// lock, then carry out the returned actions.
-impl Relay {
-    /// The peer's mesh client logged in; stale routes of the peer are dropped, and local
-    /// senders of keys that thereby left the region are told PeerGone.
-    pub fn mesh_peer_connected(
-        &mut self,
-        peer: MeshPeerId,
-        server_key: PublicKey,
-        actions: &mut Vec<Action>,
-    ) {
-        let lost = self.mesh_mut().peer_connected(peer, server_key);
-        self.note_left_region(&lost, actions);
-    }
-
-    /// The peer's mesh connection broke: all its routes go.
-    pub fn mesh_peer_lost(&mut self, peer: MeshPeerId, actions: &mut Vec<Action>) {
-        let lost = self.mesh_mut().peer_lost(peer);
-        self.note_left_region(&lost, actions);
-    }
-
-    /// PeerPresent from a peer. The relay's own key (the peer sees this relay's mesh
-    /// client) is not a route.
-    pub fn mesh_present(&mut self, peer: MeshPeerId, key: PublicKey) {
-        if key != self.server_key() {
-            self.mesh_mut().present(peer, key);
-        }
-    }
-
-    /// PeerGone from a peer; if no relay of the region has the key any more, local
-    /// senders that got packets from it are told PeerGone.
-    pub fn mesh_gone(&mut self, peer: MeshPeerId, key: PublicKey, actions: &mut Vec<Action>) {
-        if self.mesh_mut().gone(peer, &key) {
-            self.note_left_region(&[key], actions);
         }
     }
 }

@@ -242,9 +242,10 @@ impl Relay {
         &mut self.mesh
     }
 
-    /// Keys that left the other relays of the region: those without a local connection
-    /// have left the region, so their local senders are told PeerGone.
-    pub(super) fn note_left_region(&mut self, keys: &[PublicKey], actions: &mut Vec<Action>) {
+    /// Keys that left the other relays of the region (as [`MeshTable`] reports them):
+    /// those without a local connection have left the region, so their local senders
+    /// are told PeerGone.
+    pub fn note_left_region(&mut self, keys: &[PublicKey], actions: &mut Vec<Action>) {
         for key in keys {
             if !self.keys.contains_key(key) {
                 self.note_peer_gone_from_region(*key, actions);

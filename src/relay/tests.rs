@@ -978,10 +978,9 @@ fn mesh_routes_forward_one_hop_and_local_wins() {
     let mut h = Harness::new();
     let peer = h.relay.mesh_mut().add_peer().unwrap();
     let a = h.connect(client(1));
-    h.relay.mesh_peer_connected(peer, key(0x50), &mut h.actions);
-    h.relay.mesh_present(peer, key(2));
-    // The relay's own key, announced back by the peer, is not a route.
-    h.relay.mesh_present(peer, PublicKey([0xee; 32]));
+    let lost = h.relay.mesh_mut().peer_connected(peer, key(0x50));
+    h.relay.note_left_region(&lost, &mut h.actions);
+    h.relay.mesh_mut().present(peer, key(2));
     assert_eq!(h.relay.mesh().learned(peer), 1);
     h.take_actions();
     h.send(a, 2, b"far");
@@ -1028,7 +1027,8 @@ fn mesh_routes_forward_one_hop_and_local_wins() {
     h.send(a, 2, b"again");
     assert_eq!(h.take_actions(), vec![Action::WakeMesh(peer)]);
     // The peer says it left: now `a`, which got packets from it, hears PeerGone.
-    h.relay.mesh_gone(peer, key(2), &mut h.actions);
+    assert!(h.relay.mesh_mut().gone(peer, &key(2)));
+    h.relay.note_left_region(&[key(2)], &mut h.actions);
     assert_eq!(h.drain(a), gone(2, PeerGoneReason::Disconnected));
 }
 
@@ -1038,8 +1038,9 @@ fn mesh_peer_lost_drops_routes_and_tells_senders() {
     let peer = h.relay.mesh_mut().add_peer().unwrap();
     let a = h.connect(client(1));
     let m = h.connect(mesh(0x50));
-    h.relay.mesh_peer_connected(peer, key(0x50), &mut h.actions);
-    h.relay.mesh_present(peer, key(2));
+    let lost = h.relay.mesh_mut().peer_connected(peer, key(0x50));
+    h.relay.note_left_region(&lost, &mut h.actions);
+    h.relay.mesh_mut().present(peer, key(2));
     h.frame(
         m,
         ClientFrame::ForwardPacket {
@@ -1050,7 +1051,8 @@ fn mesh_peer_lost_drops_routes_and_tells_senders() {
     );
     assert_eq!(h.drain(a), recv(2, b"from far"));
     h.send(a, 2, b"queued");
-    h.relay.mesh_peer_lost(peer, &mut h.actions);
+    let lost = h.relay.mesh_mut().peer_lost(peer);
+    h.relay.note_left_region(&lost, &mut h.actions);
     assert_eq!(h.drain(a), gone(2, PeerGoneReason::Disconnected));
     assert_eq!(h.relay.mesh().route(&key(2)), None);
     assert_eq!(h.relay.mesh().counters(peer).dropped_packets, 1);
