@@ -296,6 +296,14 @@ func (r *meshRegion) startAll() {
 	}
 }
 
+// meshVarz reads node's per-peer metric `name` for peer from /debug/varz.
+func meshVarz(t *testing.T, node *meshNode, name string, peer *meshNode) (int, bool) {
+	t.Helper()
+	tg := target{host: "127.0.0.1", derpPort: node.port}
+	line := fmt.Sprintf("%s{peer=%q}", name, fmt.Sprintf("%s:%d", peer.name, peer.port))
+	return varzValue(t, tg, map[string]bool{line: true})
+}
+
 var probeSeq struct {
 	sync.Mutex
 	n int
@@ -369,6 +377,18 @@ func TestMeshWithDerper(t *testing.T) {
 	drainProbes(onT)
 	drainProbes(onD)
 
+	// The per-peer metrics say so: connected, clients learned, packets both ways.
+	for name, least := range map[string]int{
+		"tinyderp_mesh_peer_connected":              1,
+		"tinyderp_mesh_peer_clients":                1,
+		"tinyderp_mesh_forwarded_out_packets_total": 1,
+		"tinyderp_mesh_forwarded_in_packets_total":  1,
+	} {
+		if v, ok := meshVarz(t, td, name, dp); !ok || v < least {
+			t.Errorf("%s for derper = %d (present %v), want at least %d", name, v, ok, least)
+		}
+	}
+
 	// The derper-side client leaves: the tinyderp-side sender, which got
 	// packets from it, is told.
 	onD.c.Close()
@@ -438,6 +458,9 @@ func TestMeshThreeNodesRestart(t *testing.T) {
 	}
 	if worst > restartBound {
 		t.Fatalf("traffic through the restarted node took %v (bound %v)", worst, restartBound)
+	}
+	if v, ok := meshVarz(t, t1, "tinyderp_mesh_reconnects_total", t2); !ok || v < 1 {
+		t.Errorf("a.mesh.test counts %d reconnects to b.mesh.test (present %v), want at least 1", v, ok)
 	}
 	// The surviving nodes saw the peer go and come back.
 	if !regexp.MustCompile(`mesh b\.mesh\.test:\d+: back`).MatchString(t1.logText()) {
