@@ -279,6 +279,130 @@ pub fn render_all(params: &DerpMapParams, pin: &str) -> String {
     out
 }
 
+/// Another relay of the region, for [`render_region`]: its `--mesh-with` name and port
+/// and, if given, its `--mesh-pin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionPeer {
+    /// `HostName` of the node.
+    pub hostname: String,
+    /// `DERPPort` of the node.
+    pub derp_port: u16,
+    /// `CertName`; `None` for a node with a CA-signed certificate.
+    pub pin: Option<String>,
+}
+
+/// A region with every node, in upstream's field order.
+#[derive(Serialize)]
+struct WholeRegionJson<'a> {
+    #[serde(rename = "RegionID")]
+    region_id: u16,
+    #[serde(rename = "RegionCode")]
+    region_code: &'a str,
+    #[serde(rename = "RegionName")]
+    region_name: &'a str,
+    #[serde(rename = "Nodes")]
+    nodes: Vec<NodeJson<'a>>,
+}
+
+/// A `tailcfg.DERPMap` holding the whole region.
+#[derive(Serialize)]
+struct WholeMapJson<'a> {
+    #[serde(rename = "Regions")]
+    regions: BTreeMap<String, WholeRegionJson<'a>>,
+}
+
+/// The whole region for the Tailscale policy file: this node and every mesh peer, nodes
+/// ordered by host name and named `<region id>a`, `<region id>b`, ... in that order, so
+/// every node of a region given the same lists prints the same snippet. This node keeps
+/// its IPv4/IPv6; peers are assumed to run STUN on this node's STUN port. `None` without
+/// peers.
+pub fn render_region(
+    params: &DerpMapParams,
+    own_pin: &str,
+    peers: &[RegionPeer],
+) -> Option<String> {
+    if peers.is_empty() {
+        return None;
+    }
+    let mut nodes: Vec<(&str, u16, Option<&str>, bool)> = peers
+        .iter()
+        .map(|peer| {
+            (
+                peer.hostname.as_str(),
+                peer.derp_port,
+                peer.pin.as_deref(),
+                false,
+            )
+        })
+        .collect();
+    nodes.push((&params.hostname, params.derp_port, Some(own_pin), true));
+    nodes.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let names: Vec<String> = (0..nodes.len())
+        .map(|index| node_letter_name(params.region_id, index))
+        .collect();
+    let json_nodes = nodes
+        .iter()
+        .zip(names.iter())
+        .map(|(&(host, port, pin, own), name)| NodeJson {
+            name,
+            region_id: params.region_id,
+            host_name: host,
+            cert_name: pin,
+            ipv4: if own {
+                params.ipv4.map(|ip| ip.to_string())
+            } else {
+                None
+            },
+            ipv6: if own {
+                params.ipv6.map(|ip| ip.to_string())
+            } else {
+                None
+            },
+            stun_port: params.stun_port_value(),
+            derp_port: port,
+            insecure_for_tests: None,
+        })
+        .collect();
+    let region = WholeRegionJson {
+        region_id: params.region_id,
+        region_code: &params.region_code,
+        region_name: &params.region_name,
+        nodes: json_nodes,
+    };
+    let mut regions = BTreeMap::new();
+    regions.insert(params.region_id.to_string(), region);
+    let map = WholeMapJson { regions };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== Whole region: this node and its {} mesh peers (Tailscale policy file, clients v1.84 or newer) ==",
+        peers.len()
+    );
+    let _ = writeln!(
+        out,
+        "Nodes without a --mesh-pin carry no CertName: their certificate must be CA-signed."
+    );
+    let _ = write!(out, "\"derpMap\": {}", to_pretty_json(&map));
+    Some(out)
+}
+
+/// `<region id>` followed by `a`..`z`, then `aa`, `ab`, ... for the node at `index`.
+fn node_letter_name(region_id: u16, index: usize) -> String {
+    let mut letters = Vec::new();
+    let mut n = index;
+    loop {
+        letters.push(char::from(
+            b'a'.saturating_add(u8::try_from(n % 26).unwrap_or(0)),
+        ));
+        if n < 26 {
+            break;
+        }
+        n = n / 26 - 1;
+    }
+    letters.reverse();
+    format!("{region_id}{}", letters.into_iter().collect::<String>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,5 +606,63 @@ regions:
         assert!(text.contains(&tailscale_policy(&home(), None)));
         assert!(text.contains(&headscale_yaml(&home(), Some(PIN))));
         assert!(text.contains(&headscale_json(&home(), Some(PIN))));
+    }
+
+    #[test]
+    fn whole_region_lists_every_node_with_its_pin() {
+        let params = home();
+        let peers = [
+            RegionPeer {
+                hostname: "b.example".into(),
+                derp_port: 8443,
+                pin: Some(format!("sha256-raw:{}", "11".repeat(32))),
+            },
+            RegionPeer {
+                hostname: "a.example".into(),
+                derp_port: 443,
+                pin: None,
+            },
+        ];
+        assert_eq!(render_region(&params, PIN, &[]), None);
+        let text = render_region(&params, PIN, &peers).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&format!(
+            "{{{}}}",
+            text.split_once('\n').unwrap().1.split_once('\n').unwrap().1
+        ))
+        .unwrap();
+        let nodes = json["derpMap"]["Regions"][params.region_id.to_string()]["Nodes"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(nodes.len(), 3);
+        let hosts: Vec<&str> = nodes
+            .iter()
+            .map(|n| n["HostName"].as_str().unwrap())
+            .collect();
+        let mut sorted = hosts.clone();
+        sorted.sort();
+        assert_eq!(hosts, sorted);
+        let names: Vec<String> = nodes
+            .iter()
+            .map(|n| n["Name"].as_str().unwrap().to_string())
+            .collect();
+        let id = params.region_id;
+        assert_eq!(
+            names,
+            vec![format!("{id}a"), format!("{id}b"), format!("{id}c")]
+        );
+        let own = nodes
+            .iter()
+            .find(|n| n["HostName"] == params.hostname.as_str())
+            .unwrap();
+        assert_eq!(own["CertName"], PIN);
+        let b = nodes.iter().find(|n| n["HostName"] == "b.example").unwrap();
+        assert_eq!(b["DERPPort"], 8443);
+        assert!(b["CertName"].as_str().unwrap().ends_with("1111"));
+        let a = nodes.iter().find(|n| n["HostName"] == "a.example").unwrap();
+        assert!(a.get("CertName").is_none());
+        assert!(a.get("InsecureForTests").is_none());
+        assert_eq!(node_letter_name(900, 25), "900z");
+        assert_eq!(node_letter_name(900, 26), "900aa");
     }
 }

@@ -34,6 +34,28 @@ fn main() -> ExitCode {
                         "{}",
                         tinyderp::derpmap::render_all(&config.derp_map, &loaded.pin)
                     );
+                    let peers: Vec<tinyderp::derpmap::RegionPeer> = config
+                        .mesh_peers
+                        .iter()
+                        .map(|peer| tinyderp::derpmap::RegionPeer {
+                            hostname: peer.name.clone(),
+                            derp_port: peer.port,
+                            pin: peer.pin.clone(),
+                        })
+                        .collect();
+                    if let Some(region) =
+                        tinyderp::derpmap::render_region(&config.derp_map, &loaded.pin, &peers)
+                    {
+                        println!("\n{region}");
+                    }
+                    if let Some(listed) = config.mesh_own_pin.as_ref() {
+                        if *listed != loaded.pin {
+                            eprintln!(
+                                "tinyderp: warning: --mesh-pin lists {} for this node, but its certificate's pin is {}",
+                                config.hostname, loaded.pin
+                            );
+                        }
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(err) => {

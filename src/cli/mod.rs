@@ -191,9 +191,18 @@ pub struct Flags {
     #[argh(option, arg_name = "FILE")]
     pub mesh_psk_file: Option<String>,
 
-    /// relays to mesh with (derper syntax); not yet supported by this version.
+    /// other relays of the region to dial (derper syntax, repeatable): comma-separated
+    /// host[:port] (port 443 if omitted); host:port/dialhost dials dialhost but verifies
+    /// host; this server's own name is skipped. Needs --mesh-psk-file. Default none.
     #[argh(option, arg_name = "LIST")]
-    pub mesh_with: Option<String>,
+    pub mesh_with: Vec<String>,
+
+    /// trust a --mesh-with relay by its certificate pin instead of the system roots
+    /// (repeatable or comma-separated): host=sha256-raw:HEX, host as written in
+    /// --mesh-with without port. A pin for this server's own name is allowed (one list
+    /// for every node) and shown in the region snippet. Default none.
+    #[argh(option, arg_name = "HOST=PIN")]
+    pub mesh_pin: Vec<String>,
 
     /// a node key allowed to use the relay without other checks, as nodekey:HEX
     /// (repeatable; --log-refused-keys prints refused keys in this form). With only this

@@ -329,9 +329,21 @@ pub const OPTIONS: &[OptionSpec] = &[
         ..opt("--mesh-psk-file", Kind::Value, "string")
     },
     OptionSpec {
-        invalid: Some("derp2.example.net"),
-        summary: "Relays to mesh with (derper syntax): not yet supported by this version, so any value stops the relay from starting.",
-        ..opt("--mesh-with", Kind::Value, "string")
+        valid: Some("derp2.example.net:8443,derp3.example.net/10.0.0.3"),
+        invalid: Some("derp2.example.net:0"),
+        with: &[("mesh_psk_file", "/etc/tinyderp/mesh.key")],
+        summary: "Other relays of the region to dial, in derper syntax (repeatable, comma-separated host[:port], host/dialhost); this server's own name is skipped.",
+        ..opt("--mesh-with", Kind::List, "string")
+    },
+    OptionSpec {
+        valid: Some("derp2.example.net=sha256-raw:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"),
+        invalid: Some("derp2.example.net=sha256-raw:12"),
+        with: &[
+            ("mesh_psk_file", "/etc/tinyderp/mesh.key"),
+            ("mesh_with", "derp2.example.net"),
+        ],
+        summary: "Trust a mesh_with relay by its certificate pin (host=sha256-raw:HEX, repeatable) instead of the system CA roots; needed for self-signed peers.",
+        ..opt("--mesh-pin", Kind::List, "string")
     },
     OptionSpec {
         default: DefaultValue::Unset("none: every node may use the relay"),

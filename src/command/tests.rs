@@ -319,6 +319,7 @@ fn help_and_version() {
         "--tcp-user-timeout",
         "--mesh-psk-file",
         "--mesh-with",
+        "--mesh-pin",
         "--verify-clients",
         "--verify-client-url",
         "--allowed-key",
@@ -408,7 +409,7 @@ fn errors_are_one_clear_line() {
         ),
         (
             &["--mesh-with", "a.example,b.example"],
-            "tinyderp: --mesh-with: not yet supported by this version of tinyderp; remove the option (run one node per region for now)",
+            "tinyderp: --mesh-with: needs --mesh-psk-file (the key every relay of the region shares)",
         ),
         (
             &["--socket", "/run/ts.sock"],
@@ -756,5 +757,6 @@ fn config_errors_have_stable_labels() {
     assert_eq!(label(&["--tcp-keepalive", "5x"]), "bad_duration");
     assert_eq!(label(&["--metrics-allow", "lan"]), "bad_cidr");
     assert_eq!(label(&["--socket", "/s"]), "combination");
-    assert_eq!(label(&["--mesh-with", "x"]), "unsupported");
+    assert_eq!(label(&["--mesh-with", "x"]), "combination");
+    assert_eq!(label(&["--mesh-with", "x:0"]), "invalid_value");
 }

@@ -147,6 +147,12 @@ pub enum Want {
     CertMode,
     /// A network interface name.
     InterfaceName,
+    /// A `--mesh-with` entry: `host[:port][/dialhost]`.
+    MeshPeer,
+    /// A `--mesh-pin` entry: `host=sha256-raw:<64 hex>`.
+    MeshPin,
+    /// A name that `--mesh-with` lists (for a `--mesh-pin`).
+    MeshPinPeer,
 }
 
 /// A numeric bound, for [`ConfigError::OutOfRange`].
@@ -192,13 +198,13 @@ pub enum Rule {
     RateConfigReplacesRate,
     /// `--accept-burst` without `--accept-rate`.
     AcceptBurstNeedsRate,
+    /// `--mesh-with` without `--mesh-psk-file`.
+    MeshNeedsKey,
 }
 
 /// A feature this build does not have, for [`ConfigError::Unsupported`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unsupported {
-    /// Meshing with other relays (`--mesh-with`).
-    MeshWith,
     /// https:// admission URLs without the `https-admission` cargo feature.
     HttpsAdmission,
 }
@@ -303,10 +309,6 @@ impl ConfigError {
             }
             ConfigError::Combination { flag, rule } => rule.describe(flag, f),
             ConfigError::Unsupported { what, .. } => match what {
-                Unsupported::MeshWith => f.write_str(
-                    "not yet supported by this version of tinyderp; remove the option \
-                     (run one node per region for now)",
-                ),
                 Unsupported::HttpsAdmission => f.write_str(crate::admit::HTTPS_ADMISSION_DISABLED),
             },
             ConfigError::BadUrl { problem, .. } => f.write_str(problem),
@@ -369,6 +371,15 @@ impl fmt::Display for Want {
             Want::CertMode => {
                 f.write_str("supported (use self-signed or manual; tinyderp has no built-in ACME)")
             }
+            Want::MeshPeer => f.write_str(
+                "a relay (use host, host:port or host:port/dialhost, comma-separated)",
+            ),
+            Want::MeshPin => f.write_str(
+                "a relay pin (use host=sha256-raw: and 64 hex digits, as `tinyderp derpmap` prints the pin)",
+            ),
+            Want::MeshPinPeer => {
+                f.write_str("a relay listed in --mesh-with (pin the name as written there, without port)")
+            }
         }
     }
 }
@@ -418,6 +429,9 @@ impl Rule {
                 f.write_str("replaces --client-rate and --client-burst; give one or the other")
             }
             Rule::AcceptBurstNeedsRate => f.write_str("needs --accept-rate"),
+            Rule::MeshNeedsKey => {
+                f.write_str("needs --mesh-psk-file (the key every relay of the region shares)")
+            }
         }
     }
 }

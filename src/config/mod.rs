@@ -27,6 +27,7 @@ pub mod cidr;
 pub mod derper;
 pub mod error;
 pub mod limits;
+pub mod mesh;
 pub mod values;
 
 pub use cidr::Cidr;
@@ -36,7 +37,7 @@ pub use limits::{parse_rate_config, AcceptRate, ByteRate, Limits, RateConfigErro
 pub use values::{parse_bytes, parse_go_bool, parse_go_duration, parse_listen_addr};
 
 use cidr::canonical_ip;
-use error::{Bound, Rule, Unsupported, Want};
+use error::{Bound, Rule, Want};
 use values::{
     bounded_list, check_hostname, check_interface_name, check_label, given, not_a, parse_decimal,
     parse_ip, parse_listen_port, parse_log_level, parse_port, parse_port_or_off,
@@ -132,6 +133,10 @@ pub struct Config {
     pub cert: CertConfig,
     /// File holding the 64-hex-digit mesh key (only the path; it is read at start).
     pub mesh_psk_file: Option<PathBuf>,
+    /// Other relays of the region to dial (`--mesh-with`, `--mesh-pin`).
+    pub mesh_peers: Vec<mesh::MeshPeer>,
+    /// This server's own pin from the shared `--mesh-pin` list, for the region snippet.
+    pub mesh_own_pin: Option<String>,
     /// `--wan-interface`: the internet line's interface for the reachability check
     /// (`None`: the one holding the default route).
     pub wan_interface: Option<String>,
@@ -191,7 +196,6 @@ impl Config {
 
     /// Checks every flag and builds the configuration.
     pub fn from_flags(flags: &Flags) -> Result<Config, ConfigError> {
-        refuse_unsupported(flags)?;
         let dev = flags.dev;
 
         let listen = match given(&flags.addr) {
@@ -235,6 +239,14 @@ impl Config {
             .map_or_else(|| state_dir.join(SERVER_KEY_FILE_NAME), PathBuf::from);
         let cert = parse_cert_config(flags, &state_dir)?;
         let mesh_psk_file = given(&flags.mesh_psk_file).map(PathBuf::from);
+        let mesh_peers = mesh::parse_mesh_peers(
+            &flags.mesh_with,
+            &flags.mesh_pin,
+            &hostname,
+            listen.port(),
+            mesh_psk_file.is_some(),
+        )?;
+        let mesh_own_pin = mesh::own_pin(&flags.mesh_pin, &hostname);
         let wan_interface = given(&flags.wan_interface)
             .map(|text| check_interface_name("--wan-interface", text))
             .transpose()?;
@@ -290,6 +302,8 @@ impl Config {
             server_key,
             cert,
             mesh_psk_file,
+            mesh_peers,
+            mesh_own_pin,
             wan_interface,
             derp_map,
             log_level,
@@ -346,17 +360,6 @@ pub enum CertMode {
     SelfSigned,
     /// Load PEM files supplied by the owner (e.g. from acme.sh on the router).
     Manual,
-}
-
-/// Flags accepted for derper compatibility whose feature is not built yet.
-fn refuse_unsupported(flags: &Flags) -> Result<(), ConfigError> {
-    if given(&flags.mesh_with).is_some() {
-        return Err(ConfigError::Unsupported {
-            flag: "--mesh-with",
-            what: Unsupported::MeshWith,
-        });
-    }
-    Ok(())
 }
 
 fn parse_cert_config(flags: &Flags, state_dir: &Path) -> Result<CertConfig, ConfigError> {

@@ -123,7 +123,8 @@ fn every_valid_example_is_accepted() {
         }
         // The UCI spelling of a switch's default and a list item alone.
         if spec.kind == Kind::List {
-            let twice = [args.clone(), args.clone()].concat();
+            let item = [String::from(spec.flag), String::from(valid)];
+            let twice = [args.clone(), item.to_vec()].concat();
             assert!(check(&twice).is_ok(), "{twice:?}");
         }
     }

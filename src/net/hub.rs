@@ -28,6 +28,8 @@ pub(crate) struct Hub {
     pub conns: ConnIdMap<ConnHandle>,
     /// Reused action buffer (no allocation per packet).
     pub actions: Vec<Action>,
+    /// Wakes each mesh peer's writer, indexed by `MeshPeerId` (capacity 1, like `wake`).
+    pub mesh_wakes: Vec<Sender<()>>,
 }
 
 impl Hub {
@@ -47,6 +49,12 @@ impl Hub {
                         close_handle(handle);
                     }
                 }
+                Action::WakeMesh(peer) => {
+                    if let Some(wake) = self.mesh_wakes.get(peer.0) {
+                        // Full means a wake is already pending.
+                        let _ = wake.try_send(());
+                    }
+                }
             }
         }
         self.actions = actions;
@@ -64,6 +72,7 @@ impl SharedHub {
             relay,
             conns: ConnIdMap::default(),
             actions: Vec::new(),
+            mesh_wakes: Vec::new(),
         }))
     }
 

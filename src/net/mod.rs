@@ -19,6 +19,8 @@ mod hub;
 mod listen;
 pub mod log_backend;
 mod logging;
+mod mesh;
+mod mesh_status;
 mod metrics;
 mod pacing;
 mod run;

@@ -84,6 +84,7 @@ pub(crate) fn prepare(config: Config) -> Result<Arc<Server>, RunError> {
     let relay = Relay::new(public, RelayLimits::default());
     let admission = Admission::new(&config.admit).map_err(RunError::Admission)?;
     let pacing = Pacing::new(&config.limits).map_err(RunError::RateConfig)?;
+    let config_mesh_peers = config.mesh_peers.clone();
     Ok(Arc::new(Server {
         config,
         identity: Identity {
@@ -100,6 +101,7 @@ pub(crate) fn prepare(config: Config) -> Result<Arc<Server>, RunError> {
         pacing,
         admission,
         stopping: AtomicBool::new(false),
+        mesh: super::mesh_status::MeshPeers::new(&config_mesh_peers),
     }))
 }
 
@@ -181,6 +183,7 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
         server.derp_map_text()
     );
     owned_tasks.push(ex.spawn(super::check_watch::watch(server.config.clone())));
+    owned_tasks.extend(super::mesh::start(&server, &ex));
     owned_tasks.push(ex.spawn(accept::accept_loop(
         server.clone(),
         derp_listener,

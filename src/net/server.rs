@@ -52,6 +52,8 @@ pub(crate) struct Server {
     pub admission: Admission,
     /// Set once a stop was requested: listeners stop accepting.
     pub stopping: AtomicBool,
+    /// The relays of `--mesh-with` and their status.
+    pub mesh: super::mesh_status::MeshPeers,
 }
 
 impl Server {

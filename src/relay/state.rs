@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, WatchUpdate};
+use super::mesh::{MeshPeerId, MeshTable};
 use super::metrics::{self, bump, Counters, DropReason, PacketKind, RelayStats};
 use super::pool::{BufPool, PacketBuf, RECV_PREFIX_LEN};
 use crate::proto::frame::{
@@ -140,6 +141,9 @@ pub enum Action {
     /// Close this connection (ClosePeer from a mesh peer, or a watcher that fell too far
     /// behind). The net layer then calls [`Relay::unregister`] as for any close.
     Close(ConnId),
+    /// ForwardPacket frames wait for this mesh peer: its mesh client's writer should call
+    /// [`MeshTable::drain`] until `more` is false (same wake-up rule as `Wake`).
+    WakeMesh(MeshPeerId),
 }
 
 /// Bounds of the relay state. Every growing structure is bounded by one of these or by a
@@ -223,11 +227,10 @@ struct KeyConns {
 /// by [`RelayLimits`] and the constants of this module. One call appends at most one
 /// action per connection to `actions` (plus one Close per connection of a ClosePeer key).
 ///
-/// Mesh routes learned from other servers (`--mesh-with`, §8) are not kept yet. They
-/// belong in a `routes: HashMap<PublicKey, MeshRoute>` next to `keys`, consulted in
-/// `route` for SendPacket (never ForwardPacket) when the destination has no local
-/// connection, and in `unregister`, where a key that is still announced by a mesh peer is
-/// not "gone from the region" and so triggers no PeerGone.
+/// Mesh routes learned from other servers (`--mesh-with`, §8) live in `mesh`, consulted
+/// in `route` for SendPacket (never ForwardPacket) when the destination has no local
+/// connection, and in `unregister`, where a key still announced by a mesh peer is not
+/// "gone from the region" and so triggers no PeerGone.
 #[derive(Debug)]
 pub struct Relay {
     server_key: PublicKey,
@@ -250,6 +253,8 @@ pub struct Relay {
     counters: Counters,
     /// Free frame buffers, bounded (see [`BufPool`]).
     pool: BufPool,
+    /// Routes to clients of other relays of the region (`--mesh-with`).
+    mesh: MeshTable,
 }
 
 impl Relay {
@@ -273,6 +278,33 @@ impl Relay {
             queued_bytes: 0,
             counters: Counters::default(),
             pool: BufPool::new(),
+            mesh: MeshTable::default(),
+        }
+    }
+
+    /// This server's DERP public key.
+    pub fn server_key(&self) -> PublicKey {
+        self.server_key
+    }
+
+    /// The mesh forwarding table (status page, metrics).
+    pub fn mesh(&self) -> &MeshTable {
+        &self.mesh
+    }
+
+    /// The mesh forwarding table, for configuring peers and draining their queues.
+    pub fn mesh_mut(&mut self) -> &mut MeshTable {
+        &mut self.mesh
+    }
+
+    /// Keys that left the other relays of the region (as [`MeshTable`] reports them):
+    /// those without a local connection have left the region, so their local senders
+    /// are told PeerGone.
+    pub fn note_left_region(&mut self, keys: &[PublicKey], actions: &mut Vec<Action>) {
+        for key in keys {
+            if !self.keys.contains_key(key) {
+                self.note_peer_gone_from_region(*key, actions);
+            }
         }
     }
 
@@ -408,9 +440,10 @@ impl Relay {
         }
         if key_gone {
             self.keys.remove(&conn.key);
-            // With mesh routes, this is where a key still announced by a mesh peer would
-            // stay "in the region" and skip the PeerGone fan-out below.
-            self.note_peer_gone_from_region(conn.key, actions);
+            // A key still announced by a mesh peer stays in the region: no PeerGone yet.
+            if !self.mesh.has_route(&conn.key) {
+                self.note_peer_gone_from_region(conn.key, actions);
+            }
             self.broadcast_to_watchers(WatchUpdate::Gone(conn.key), actions);
         }
     }
@@ -437,6 +470,7 @@ impl Relay {
                     return Err(Violation::NotMesh("ForwardPacket"));
                 }
                 bump(&mut self.counters.forwarded_in, 1);
+                self.mesh.note_forwarded_in(&key, data.len());
                 self.route(id, src, dst, Packet::Borrowed(data), true, now, actions);
             }
             ClientFrame::NotePreferred(preferred) => self.set_preferred(id, preferred, now),
@@ -542,8 +576,16 @@ impl Relay {
             self.enqueue(dst_id, &src, packet, kind, actions);
             return;
         }
-        // Mesh routes (`--mesh-with`) go here: a SendPacket (never a ForwardPacket) to a
-        // key announced by a mesh peer is handed to that peer's client.
+        // One hop only: a SendPacket (never a ForwardPacket) to a key another relay of
+        // the region announced goes to that relay's mesh client.
+        if !forwarded {
+            if let Some(peer) = self.mesh.route(&dst) {
+                if self.mesh.enqueue(peer, &src, &dst, packet.data()) {
+                    actions.push(Action::WakeMesh(peer));
+                }
+                return;
+            }
+        }
         let reason = if forwarded {
             DropReason::UnknownDestOnFwd
         } else {

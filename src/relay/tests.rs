@@ -348,6 +348,7 @@ fn close_peer_closes_every_connection_and_drops_packets_for_them() {
     let mut closed = h.take_actions();
     closed.sort_by_key(|action| match action {
         Action::Wake(id) | Action::Close(id) => *id,
+        Action::WakeMesh(_) => ConnId(u64::MAX),
     });
     assert_eq!(closed, vec![Action::Close(b1), Action::Close(b2)]);
     h.send(a, 2, b"late");
@@ -815,6 +816,7 @@ fn restarting_is_broadcast_to_every_connection() {
     let mut woken = h.take_actions();
     woken.sort_by_key(|action| match action {
         Action::Wake(id) | Action::Close(id) => *id,
+        Action::WakeMesh(_) => ConnId(u64::MAX),
     });
     assert_eq!(woken, vec![Action::Wake(a), Action::Wake(b)]);
     let golden = vec![0x15, 0, 0, 0, 8, 0, 0, 0, 5, 0, 0, 0, 6];
@@ -1106,4 +1108,98 @@ fn conn_id_hasher_spreads_sequential_ids() {
         map.insert(ConnId(id), id);
     }
     assert!((0..1000).all(|id| map.get(&ConnId(id)) == Some(&id)));
+}
+
+/// The mesh hooks of the relay (§8): a SendPacket to a key announced by a mesh peer is
+/// queued for that peer as ForwardPacket, a local client wins, a ForwardPacket is never
+/// forwarded again, and senders hear PeerGone only when the key left the whole region.
+#[test]
+fn mesh_routes_forward_one_hop_and_local_wins() {
+    use crate::proto::frame::encode_forward_packet;
+    let mut h = Harness::new();
+    let peer = h.relay.mesh_mut().add_peer().unwrap();
+    let a = h.connect(client(1));
+    let lost = h.relay.mesh_mut().peer_connected(peer, key(0x50));
+    h.relay.note_left_region(&lost, &mut h.actions);
+    h.relay.mesh_mut().present(peer, key(2));
+    assert_eq!(h.relay.mesh().learned(peer), 1);
+    h.take_actions();
+    h.send(a, 2, b"far");
+    assert_eq!(h.take_actions(), vec![Action::WakeMesh(peer)]);
+    let mut out = Vec::new();
+    let drained = h.relay.mesh_mut().drain(peer, &mut out, usize::MAX);
+    let mut expected = Vec::new();
+    encode_forward_packet(&mut expected, &key(1), &key(2), b"far");
+    assert_eq!(out, expected);
+    assert_eq!((drained.packets, drained.bytes), (1, 3));
+
+    // A ForwardPacket for a key that is only remote is dropped, not forwarded again.
+    let m = h.connect(mesh(0x50));
+    h.take_actions();
+    h.frame(
+        m,
+        ClientFrame::ForwardPacket {
+            src: key(3),
+            dst: key(2),
+            data: b"loop",
+        },
+    );
+    assert!(h.take_actions().is_empty());
+    assert_eq!(
+        h.drops(DropReason::UnknownDestOnFwd, PacketKind::Other),
+        (1, 4)
+    );
+    // ... and counts as forwarded in from that peer (matched by its server key).
+    assert_eq!(h.relay.mesh().counters(peer).forwarded_in_packets, 1);
+
+    // A local client with the same key wins.
+    let b = h.connect(client(2));
+    h.take_actions();
+    h.send(a, 2, b"near");
+    assert_eq!(h.take_actions(), vec![Action::Wake(b)]);
+    assert_eq!(h.drain(b), recv(1, b"near"));
+    // It leaves: the key is still on the peer, so nobody is told PeerGone, and packets
+    // go to the peer again.
+    h.send(b, 1, b"hi");
+    assert_eq!(h.drain(a), recv(2, b"hi"));
+    h.disconnect(b);
+    assert!(h.drain(a).is_empty());
+    h.take_actions();
+    h.send(a, 2, b"again");
+    assert_eq!(h.take_actions(), vec![Action::WakeMesh(peer)]);
+    // The peer says it left: now `a`, which got packets from it, hears PeerGone.
+    assert!(h.relay.mesh_mut().gone(peer, &key(2)));
+    h.relay.note_left_region(&[key(2)], &mut h.actions);
+    assert_eq!(h.drain(a), gone(2, PeerGoneReason::Disconnected));
+}
+
+#[test]
+fn mesh_peer_lost_drops_routes_and_tells_senders() {
+    let mut h = Harness::new();
+    let peer = h.relay.mesh_mut().add_peer().unwrap();
+    let a = h.connect(client(1));
+    let m = h.connect(mesh(0x50));
+    let lost = h.relay.mesh_mut().peer_connected(peer, key(0x50));
+    h.relay.note_left_region(&lost, &mut h.actions);
+    h.relay.mesh_mut().present(peer, key(2));
+    h.frame(
+        m,
+        ClientFrame::ForwardPacket {
+            src: key(2),
+            dst: key(1),
+            data: b"from far",
+        },
+    );
+    assert_eq!(h.drain(a), recv(2, b"from far"));
+    h.send(a, 2, b"queued");
+    let lost = h.relay.mesh_mut().peer_lost(peer);
+    h.relay.note_left_region(&lost, &mut h.actions);
+    assert_eq!(h.drain(a), gone(2, PeerGoneReason::Disconnected));
+    assert_eq!(h.relay.mesh().route(&key(2)), None);
+    assert_eq!(h.relay.mesh().counters(peer).dropped_packets, 1);
+    // While the peer is away a disco packet to the key gets NotHere, as for any
+    // unknown key.
+    h.take_actions();
+    h.send(a, 2, &disco(1));
+    assert_eq!(h.drain(a), gone(2, PeerGoneReason::NotHere));
 }

@@ -10,7 +10,7 @@
 #   DERPER_BIN=/path/to/derper       upstream derper's flags (reference run);
 #                                    DERPER_BIN=build builds the pinned derper
 # Other knobs:
-#   INTEROP_PARTS="suite websocket derpprobe tailnet"   which parts to run
+#   INTEROP_PARTS="suite websocket mesh derpprobe tailnet"   which parts to run
 #   INTEROP_CLIENTS="v1_104 v1_82 v1_58"      derphttp client releases
 #   INTEROP_CACHE=~/.cache/tinyderp/interop   tools and build outputs
 #   INTEROP_KEEP=1                            keep the temp dir with all logs
@@ -32,7 +32,7 @@ TS_TOOLS=v1.102.5         # derper, derpprobe, tailscaled, tailscale: newest rel
                           # whose whole dependency graph the module proxy serves
 HEADSCALE=v0.29.3
 
-PARTS="${INTEROP_PARTS:-suite websocket derpprobe tailnet}"
+PARTS="${INTEROP_PARTS:-suite websocket mesh derpprobe tailnet}"
 CLIENTS="${INTEROP_CLIENTS:-v1_104 v1_82 v1_58}"
 CACHE="${INTEROP_CACHE:-$HOME/.cache/tinyderp/interop}"
 export GOTOOLCHAIN="${GOTOOLCHAIN_INTEROP:-auto}" # v1.104 needs a newer Go; fetched via the module proxy
@@ -289,17 +289,27 @@ client_version() {
 	esac
 }
 
-# run_suite CLIENT SERVER_NAME LABEL [websocket]: with "websocket", the binary is
+# run_suite CLIENT SERVER_NAME LABEL [websocket|mesh]: with "mesh", the binary is
+# built with the interop_mesh tag and runs MESH_TESTS (see part_mesh); with
+# "websocket", the binary is
 # built with upstream's ts_debug_websockets tag and runs WS_TESTS with
 # TS_DEBUG_DERP_WS_CLIENT=1, so derphttp speaks DERP over wss://…/derp (verifying
 # the server's certificate against the CA file, as a WebSocket dial does).
 run_suite() {
 	local client="$1" srv="$2" label="$3" ws="${4:-}" bin outf
-	bin="$(suite_binary "$client" ${ws:+ts_debug_websockets})" || { record "$label" build fail "see build log"; return; }
-	outf="$WORK/suite-$client-$srv${ws:+-ws}.log"
+	local tags=""
+	case "$ws" in
+	websocket) tags=ts_debug_websockets ;;
+	mesh) tags=interop_mesh ;;
+	esac
+	bin="$(suite_binary "$client" $tags)" || { record "$label" build fail "see build log"; return; }
+	outf="$WORK/suite-$client-$srv${ws:+-$ws}.log"
 	(
 		set -a && . "$WORK/$srv/env" && set +a
-		if [ -n "$ws" ]; then
+		if [ "$ws" = mesh ]; then
+			export INTEROP_TINYDERP_BIN="$TINYDERP_BIN" INTEROP_DERPER_BIN="$MESH_DERPER_BIN"
+			timeout 300 "$bin" -test.v -test.count=1 -test.timeout=280s -test.run "$MESH_TESTS"
+		elif [ -n "$ws" ]; then
 			export TS_DEBUG_DERP_WS_CLIENT=1 SSL_CERT_FILE="$INTEROP_CA_FILE" SSL_CERT_DIR=/nonexistent
 			timeout 300 "$bin" -test.v -test.count=1 -test.timeout=280s -test.run "$WS_TESTS"
 		else
@@ -391,6 +401,22 @@ part_websocket() {
 		[ "$n" = 0 ] && record "Chromium over WebSocket" run fail "exit $rc, see $outf"
 	fi
 	grep -m1 '^# DOM result' "$outf" >&2 || true
+}
+
+# ---- part: mesh (--mesh-with) ----
+
+# Tests that start their own region of servers: tinyderp and upstream derper
+# meshed both ways, three nodes with a restart, and pinned self-signed peers.
+MESH_TESTS='^TestMesh(WithDerper|ThreeNodesRestart|PinnedSelfSigned)$'
+
+part_mesh() {
+	local label="mesh: tinyderp + derper $TS_TOOLS, derphttp $TS_CLIENT_LATEST"
+	if [ "$SERVER_KIND" != tinyderp ]; then
+		record "$label" all skip "needs tinyderp as the server under test"
+		return
+	fi
+	MESH_DERPER_BIN="$(go_tool derper)" || { record "$label" "build derper" fail; return; }
+	run_suite v1_104 main "$label" mesh
 }
 
 # ---- part 2: derpprobe ----

@@ -228,8 +228,8 @@ class TestOpkg2410:
             def has(c):
                 return any(c[i] == opt["flag"] and c[i + 1] == opt["valid"]
                            for i in range(len(c) - 1)) or f"{opt['flag']}={opt['valid']}" in c
-        # The instance procd runs (or respawns: mesh_with, for one, is refused by this
-        # version of the binary) carries the flag.
+        # The instance procd runs (or respawns: mesh_with's example key file does not
+        # exist on the test router) carries the flag.
         try:
             r.wait_for(lambda: has(r.instances().get("main", {}).get("command", [])), 15,
                        f"{opt['flag']} on the command line")
