@@ -217,6 +217,8 @@ class TestLuci:
             snippets = page.locator("#tinyderp-snippets pre")
             assert snippets.count() >= 3
             assert pin in snippets.first.inner_text()
+            page.locator("#tinyderp-snippets button").first.click()
+            page.wait_for_selector("text=Copied to the clipboard.", timeout=10000)
             shot(page, "status")
             hold.stdin.write("go\n")
             hold.stdin.flush()

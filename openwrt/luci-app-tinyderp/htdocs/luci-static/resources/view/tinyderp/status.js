@@ -46,6 +46,17 @@ function reasons(obj) {
 	return keys.map(k => '%s: %d'.format(k, obj[k])).join(', ');
 }
 
+// The relay's own periodic `tinyderp check` (its metrics), when it has run.
+function checkText(m, steps) {
+	if (m.check_exit_code == null)
+		return _('not run yet');
+	const verdict = [ _('OK'), _('warnings'), _('failures') ][m.check_exit_code] || '?';
+	const names = [ _('skipped'), _('ok'), _('warn'), _('fail') ];
+	const detail = Object.keys(steps || {}).map(k => '%s %s'.format(k, names[steps[k] + 1] || '?')).join(', ');
+	const when = m.check_timestamp_seconds ? new Date(m.check_timestamp_seconds * 1000).toLocaleString() : '';
+	return '%s (%s)%s'.format(verdict, when, detail ? ': ' + detail : '');
+}
+
 return view.extend({
 	load: function() {
 		return callStatus();
@@ -65,6 +76,7 @@ return view.extend({
 			[ 'traffic', _('Traffic relayed'), st.running ? '%1024mB (%d %s)'.format(sum(b.bytes_received_total), sum(b.packets_received_total), _('packets')) : '-' ],
 			[ 'drops', _('Drops by reason'), st.running ? reasons(b.packets_dropped_total) : '-' ],
 			[ 'refusals', _('Refusals by reason'), st.running ? reasons(b.clients_refused_total) : '-' ],
+			[ 'check', _('Last reachability check'), st.running ? checkText(m, b.check_status) : '-' ],
 			[ 'pin', _('Certificate pin'), st.pin || (st.derpmap_error ? st.derpmap_error : '-') ]
 		];
 	},
@@ -102,12 +114,18 @@ return view.extend({
 
 	update: function(st) {
 		dom.content(document.getElementById('tinyderp-status-box'), this.renderTable(st));
+		// Re-render the snippets only when they changed (keeps a selection or scroll).
+		const key = JSON.stringify([ st.summary, st.snippets, st.running ]);
 		const snippets = document.getElementById('tinyderp-snippets');
-		if (snippets)
+		if (snippets && key != this.snippetsKey) {
+			this.snippetsKey = key;
+			dom.content(document.getElementById('tinyderp-summary'), st.summary || '');
 			snippets.replaceWith(this.renderSnippets(st));
+		}
 	},
 
 	render: function(st) {
+		this.snippetsKey = JSON.stringify([ st.summary, st.snippets, st.running ]);
 		poll.add(() => callStatus().then(s => this.update(s)), POLL_INTERVAL);
 		const button = (action, label, style) => E('button', {
 			'class': 'cbi-button ' + style,
