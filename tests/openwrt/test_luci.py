@@ -13,6 +13,7 @@ build-luci.sh), TINYDERP_DIST (x86_64 .ipk and the luci-app .ipk), DERP_CLIENT.
 
 import glob
 import hashlib
+import json
 import os
 import re
 import ssl
@@ -23,7 +24,7 @@ import time
 
 import pytest
 
-from conftest import REPO, _need, ipk_path
+from conftest import REPO, _need, apk_path, ipk_path
 from router import Router
 
 RELAY = "127.0.0.1:8443"
@@ -73,20 +74,21 @@ def cert_pin(r):
     return "sha256-raw:" + hashlib.sha256(der).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def luci(userland):
+def boot_luci(userland, release):
     overlay = _need("OPENWRT_LUCI")
-    r = Router(userland, "24.10", overlays=[os.path.join(overlay, "root")])
+    r = Router(userland, release, overlays=[os.path.join(overlay, "root")])
     r.assemble()
     root = r.root
     # What the image build does for these packages: enabled services, luci-base and its
-    # dependencies known to opkg, a root password (the login checks /etc/shadow).
+    # dependencies known to the package manager, a root password (the login checks
+    # /etc/shadow).
     for name, prio in (("rpcd", 12), ("uhttpd", 50)):
         os.symlink(f"../init.d/{name}", os.path.join(root, f"etc/rc.d/S{prio}{name}"))
-    with open(os.path.join(root, "usr/lib/opkg/status"), "a") as f:
-        for pkg in ("luci-base", "rpcd", "uhttpd"):
-            f.write(f"Package: {pkg}\nVersion: 0-image\nStatus: install user installed\n"
-                    "Architecture: all\nInstalled-Time: 0\n\n")
+    if release == "24.10":
+        with open(os.path.join(root, "usr/lib/opkg/status"), "a") as f:
+            for pkg in ("luci-base", "rpcd", "uhttpd"):
+                f.write(f"Package: {pkg}\nVersion: 0-image\nStatus: install user installed\n"
+                        "Architecture: all\nInstalled-Time: 0\n\n")
     hashed = subprocess.run(["openssl", "passwd", "-6", PASSWORD], capture_output=True,
                             text=True, check=True).stdout.strip()
     shadow = os.path.join(root, "etc/shadow")
@@ -95,8 +97,25 @@ def luci(userland):
              for line in lines]
     open(shadow, "w").write("\n".join(lines) + "\n")
     r.boot()
+    if release != "24.10":
+        # apk: luci-base as a package of the image (an empty stand-in in apk's database,
+        # which this rootfs creates first, as the image build would).
+        r.sh("apk add --initdb --no-network -t luci-base")
     r.wait_for(lambda: "x-luci-login-required" in http_head(r, "/cgi-bin/luci/").lower(),
                60, "LuCI login page from uhttpd")
+    return r
+
+
+@pytest.fixture(scope="module")
+def luci(userland):
+    r = boot_luci(userland, "24.10")
+    yield r
+    r.cleanup()
+
+
+@pytest.fixture(scope="module")
+def luci25(userland):
+    r = boot_luci(userland, "25.12")
     yield r
     r.cleanup()
 
@@ -162,6 +181,45 @@ def open_page(b, name):
     except Exception as e:  # noqa: BLE001 - re-raised with what the page said
         raise AssertionError(f"{name} page did not render: {b.errors} "
                              f"{b.page.inner_text('#view')[:500]!r}") from e
+
+
+APP = os.path.join(REPO, "openwrt", "luci-app-tinyderp")
+
+
+def luci_apk(dist):
+    found = sorted(glob.glob(os.path.join(dist, "luci-app-tinyderp-*.apk")))
+    if not found:
+        pytest.skip("no luci-app-tinyderp .apk in " + dist)
+    return found[-1]
+
+
+def test_acl_grants_what_the_views_call():
+    """acl.d grants exactly the luci.tinyderp methods the views declare, and uci tinyderp"""
+    views = glob.glob(os.path.join(APP, "htdocs/luci-static/resources/view/tinyderp/*.js"))
+    called = set()
+    for v in views:
+        for obj, method in re.findall(r"object: '([^']+)', method: '([^']+)'", open(v).read()):
+            called.add((obj, method))
+    acl = json.load(open(os.path.join(APP, "root/usr/share/rpcd/acl.d/luci-app-tinyderp.json")))
+    grant = acl["luci-app-tinyderp"]
+    granted = {(obj, m) for part in ("read", "write")
+               for obj, methods in grant[part].get("ubus", {}).items() for m in methods}
+    assert called and granted == called, (granted, called)
+    assert grant["read"]["uci"] == ["tinyderp"] and grant["write"]["uci"] == ["tinyderp"]
+    plugin = open(os.path.join(APP, "root/usr/share/rpcd/ucode/luci.tinyderp")).read()
+    for _obj, method in called:
+        assert re.search(rf"^\t{method}: {{", plugin, re.M), f"plugin lacks {method}"
+
+
+def test_apk_read_by_apk_tools(userland, dist):
+    """the real apk-tools reads the .apk: noarch, depends on tinyderp and luci-base"""
+    apk = os.path.join(userland, "root", "usr", "bin", "apk")
+    out = subprocess.run([apk, "adbdump", luci_apk(dist)], capture_output=True, text=True,
+                         check=True).stdout
+    assert "name: luci-app-tinyderp" in out and "arch: noarch" in out, out[:400]
+    deps = re.search(r"depends: # 2 items\n((?:\s+- .*\n)+)", out)
+    assert deps and deps.group(1).split() == ["-", "tinyderp", "-", "luci-base"], out[:800]
+    assert "usr/share/rpcd/ucode" in out
 
 
 class TestLuci:
@@ -292,3 +350,30 @@ class TestLuci:
             "() => /Running/.test((document.getElementById('tinyderp-state')||{}).textContent)",
             timeout=30000)
         assert browser.take_errors() == []
+
+
+class TestLuciApk2512:
+    def test_apk_add_and_plugin(self, luci25, dist):
+        """25.12 apk add: rpcd offers luci.tinyderp; its status has the running relay's pin"""
+        r = luci25
+        r.put("/tmp/tinyderp.apk", open(apk_path(dist), "rb").read())
+        r.put("/tmp/luci-app-tinyderp.apk", open(luci_apk(dist), "rb").read())
+        r.sh("apk add --no-network --allow-untrusted /tmp/tinyderp.apk /tmp/luci-app-tinyderp.apk")
+        r.wait_for(lambda: "luci.tinyderp" in r.sh("ubus list", check=False).stdout, 20,
+                   "rpcd reloaded with our plugin (post-install)")
+        r.sh("reload_config")
+        r.sh("uci set tinyderp.main.enabled=1; uci commit tinyderp; reload_config")
+        r.wait_for(lambda: command(r) is not None, 20, "relay running")
+        r.wait_for(lambda: r.sh("ls /etc/tinyderp/*.crt", check=False).returncode == 0, 20,
+                   "certificate generated")
+
+        def status():
+            return json.loads(r.sh("ubus call luci.tinyderp status").stdout)
+        r.wait_for(lambda: status().get("pin") == cert_pin(r), 20, "pin in the plugin's status")
+        st = status()
+        assert st["running"] and st["metrics"]["clients"] == 0, st
+        assert len(st["snippets"]) >= 3 and st["version"].startswith("tinyderp ")
+        out = json.loads(r.sh("ubus call luci.tinyderp control '{\"action\":\"reboot\"}'").stdout)
+        assert out.get("error"), "the plugin must refuse actions other than start/stop/restart"
+        out = json.loads(r.sh("ubus call luci.tinyderp allow '{\"key\":\"nodekey:12\"}'").stdout)
+        assert out.get("error"), "the plugin must refuse a malformed key"
