@@ -97,6 +97,9 @@ def boot_luci(userland, release):
              for line in lines]
     open(shadow, "w").write("\n".join(lines) + "\n")
     r.boot()
+    # The system hostname from /etc/config/system, as OpenWrt's system init sets it (the
+    # UTS namespace is the router's own); LuCI shows it in the header.
+    r.sh("uci get system.@system[0].hostname >/proc/sys/kernel/hostname")
     if release != "24.10":
         # apk: luci-base as a package of the image (an empty stand-in in apk's database,
         # which this rootfs creates first, as the image build would).
