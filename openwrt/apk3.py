@@ -21,7 +21,8 @@ Layout written (all integers little-endian):
              trailing null slots dropped (mkpkg tags the paths and files arrays 0xe)
   DATA     = u32 path index, u32 file index (1-based, into paths[] and its files[]),
              then the file's bytes
-The package object: 1 info (pkginfo), 2 paths (every dir, the root as '', sorted by
+The package object: 1 info (pkginfo; its slot 15 depends is an array of dependency
+objects {1 name}), 2 paths (every dir, the root as '', sorted by
 name, each: 1 name,
 2 acl {1 mode, 2 user, 3 group}, 3 files sorted by name: 1 name, 2 acl, 3 size,
 4 mtime, 5 sha256), 3 scripts. pkginfo "hashes" (the unique id) is the first 20 bytes
@@ -50,6 +51,8 @@ PI_FIELDS = {
     "maintainer": 8, "url": 9,
 }
 PI_HASHES, PI_BUILD_TIME, PI_INSTALLED_SIZE = 3, 11, 12
+# pkginfo slot of the dependency array ("depends:NAME NAME..."): objects {1 name}
+PI_DEPENDS = 15
 # scripts slots
 SCRIPT_FIELDS = {
     "trigger": 1, "pre-install": 2, "post-install": 3, "pre-deinstall": 4,
@@ -144,8 +147,12 @@ def build(info, scripts, files_dir, mtime):
     sizes, unique id, info, paths, scripts, root), so the bytes match its output."""
     w = AdbWriter()
     pkginfo = {}
-    for key, value in sorted(info.items(), key=lambda kv: PI_FIELDS[kv[0]]):
-        pkginfo[PI_FIELDS[key]] = w.blob(value.encode())
+    for key, value in sorted(info.items(), key=lambda kv: PI_FIELDS.get(kv[0], PI_DEPENDS)):
+        if key == "depends":
+            deps = [w.obj({1: w.blob(name.encode())}) for name in value.split()]
+            pkginfo[PI_DEPENDS] = w.arr(deps)
+        else:
+            pkginfo[PI_FIELDS[key]] = w.blob(value.encode())
 
     def acl(mode):
         return w.obj({1: w.int(mode), 2: w.blob(b"root"), 3: w.blob(b"root")})
@@ -220,8 +227,8 @@ def main(argv):
     info = {}
     for item in args.info:
         key, sep, value = item.partition(":")
-        if not sep or key not in PI_FIELDS:
-            ap.error(f"unsupported --info {item!r} (supported: {', '.join(PI_FIELDS)})")
+        if not sep or (key not in PI_FIELDS and key != "depends"):
+            ap.error(f"unsupported --info {item!r} (supported: {', '.join(PI_FIELDS)}, depends)")
         info[key] = value
     for required in ("name", "version"):
         if required not in info:

@@ -2,6 +2,7 @@
 # Package a cross-built tinyderp for OpenWrt without the SDK.
 #
 #   openwrt/package.sh ARCH [ARCH...]    e.g. mips_24kc, or `all` (every built arch)
+#   openwrt/package.sh luci              only the LuCI app (also made by every run above)
 #
 # Input:  dist/ARCH/tinyderp (from cross/build.sh), init.d/ (the one copy of the init
 #         script, UCI file and capability set).
@@ -10,6 +11,9 @@
 #         dist/ARCH/tinyderp-<version>.apk      apk v3 (OpenWrt 25.12 and newer), written by
 #                                              openwrt/apk3.py as `apk mkpkg` would
 # The .apk goes in the arch directory because apk file names carry no architecture.
+#         dist/luci-app-tinyderp_<version>_all.ipk and dist/luci-app-tinyderp-<version>.apk:
+#                                              openwrt/luci-app-tinyderp/ laid out as
+#                                              luci.mk installs it (architecture all/noarch)
 #
 # <version> is the crate version plus the package release: 0.1.0-r1. Timestamps come
 # from SOURCE_DATE_EPOCH (default: the last commit's time), so output is reproducible.
@@ -175,9 +179,98 @@ build_apk() {
 	echo "$out"
 }
 
+# luci-app-tinyderp: architecture-independent, laid out as luci.mk installs a LuCI app
+# (htdocs/ -> /www, root/ -> /), depending on tinyderp and luci-base.
+LUCI_NAME=luci-app-tinyderp
+LUCI_DEPENDS="tinyderp luci-base"
+LUCI_DESCRIPTION="LuCI support for the tinyderp DERP relay: status (clients, traffic, \
+certificate pin, DERP map snippets), settings and the allowlist."
+# What luci.mk's postinst does on a running router: drop LuCI's caches and make rpcd
+# load the new ACL and plugin.
+LUCI_POSTINST='[ -n "${IPKG_INSTROOT}" ] || {
+	rm -f /tmp/luci-indexcache.*
+	rm -rf /tmp/luci-modulecache/
+	killall -HUP rpcd 2>/dev/null
+}
+exit 0'
+
+luci_tree() {
+	local dest=$1 src=$here/$LUCI_NAME f
+	install -d -m 0755 "$dest/www"
+	(cd "$src/htdocs" && find . -type f) | while read -r f; do
+		install -D -m 0644 "$src/htdocs/$f" "$dest/www/$f"
+	done
+	(cd "$src/root" && find . -type f) | while read -r f; do
+		install -D -m 0644 "$src/root/$f" "$dest/$f"
+	done
+}
+
+build_luci() {
+	local work=$1 data=$1/luci-data ctl=$1/luci-control scripts=$1/luci-scripts meta size out
+	rm -rf "$data" "$ctl" "$scripts"
+	luci_tree "$data"
+	install -d -m 0755 "$ctl" "$scripts"
+	printf '#!/bin/sh\n%s\n' "$LUCI_POSTINST" >"$ctl/postinst"
+	chmod 0755 "$ctl/postinst"
+	tar_gz "$data" "$work/data.tar.gz" .
+	size=$(gzip -dc "$work/data.tar.gz" | wc -c)
+	{
+		echo "Package: $LUCI_NAME"
+		echo "Version: $version"
+		echo "Depends: ${LUCI_DEPENDS// /, }"
+		echo "Source: $LUCI_NAME"
+		echo "SourceName: $LUCI_NAME"
+		echo "License: $PKG_LICENSE"
+		echo "Section: luci"
+		echo "SourceDateEpoch: $SOURCE_DATE_EPOCH"
+		echo "Maintainer: $PKG_MAINTAINER"
+		echo "Architecture: all"
+		echo "Installed-Size: $size"
+		echo "Description:  $LUCI_DESCRIPTION"
+	} >"$ctl/control"
+	chmod 0644 "$ctl/control"
+	tar_gz "$ctl" "$work/control.tar.gz" .
+	echo "2.0" >"$work/debian-binary"
+	out=$dist/${LUCI_NAME}_${version}_all.ipk
+	mkdir -p "$dist"
+	tar_gz "$work" "$out.tmp" ./debian-binary ./data.tar.gz ./control.tar.gz
+	mv "$out.tmp" "$out"
+	echo "$out"
+
+	meta=$data/lib/apk/packages
+	install -d -m 0755 "$meta"
+	(cd "$data" && find . \( -type f -o -type l \) -printf '/%P\n' | LC_ALL=C sort) >"$work/list"
+	mv "$work/list" "$meta/$LUCI_NAME.list"
+	chmod 0644 "$meta/$LUCI_NAME.list"
+	printf '#!/bin/sh\n%s\n' "$LUCI_POSTINST" >"$scripts/post-install"
+	cp "$scripts/post-install" "$scripts/post-upgrade"
+	out=$dist/$LUCI_NAME-$version.apk
+	python3 "$here/apk3.py" \
+		--info "name:$LUCI_NAME" \
+		--info "version:$version" \
+		--info "description:$LUCI_DESCRIPTION" \
+		--info "arch:noarch" \
+		--info "license:$PKG_LICENSE" \
+		--info "origin:$LUCI_NAME" \
+		--info "maintainer:$PKG_MAINTAINER" \
+		--info "depends:$LUCI_DEPENDS" \
+		--script "post-install:$scripts/post-install" \
+		--script "post-upgrade:$scripts/post-upgrade" \
+		--files "$data" \
+		--output "$out.tmp"
+	mv "$out.tmp" "$out"
+	echo "$out"
+}
+
 main() {
 	[ $# -gt 0 ] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 	local arches=() arch work
+	if [ "$1" = luci ]; then
+		work=$(mktemp -d)
+		(umask 022 && build_luci "$work")
+		rm -rf "$work"
+		return
+	fi
 	if [ "$1" = all ]; then
 		for arch in "$dist"/*/tinyderp; do
 			[ -f "$arch" ] || continue
@@ -198,6 +291,9 @@ main() {
 		rm -rf "$work"
 		trap - EXIT
 	done
+	work=$(mktemp -d)
+	(umask 022 && build_luci "$work")
+	rm -rf "$work"
 }
 
 main "$@"

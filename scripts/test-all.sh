@@ -16,6 +16,7 @@ log_dir="${TEST_LOG_DIR:-$HOME/.cache/tinyderp/test-logs}"
 mkdir -p "$log_dir"
 
 all_stages=(rust reachability router openwrt interop bench fuzz soak)
+all_stages+=(luci)
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=("${all_stages[@]}")
 
@@ -81,6 +82,15 @@ stage_router() {
 stage_openwrt() {
     apt_install python3 python3-venv util-linux iproute2 nftables &&
         bash tests/openwrt/run.sh
+}
+
+# luci-app-tinyderp on real LuCI (uhttpd, rpcd, luci-base built from source snapshots,
+# cached by content) in the OpenWrt userland above, installed with opkg and driven in
+# Debian's Chromium (Playwright from pip): login, status (pin, client count), settings
+# applied to procd, allowing a refused key. Writes docs/img/luci-*.png. 77: no sources.
+stage_luci() {
+    apt_install python3 python3-venv util-linux iproute2 openssl chromium &&
+        bash tests/openwrt/run-luci.sh
 }
 
 # Upstream Tailscale code against tinyderp: derphttp clients at three releases (the

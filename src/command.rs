@@ -10,7 +10,7 @@ use argh::FromArgs;
 
 use crate::cli::{
     Flags, CHECK_COMMAND, CHECK_JSON, DERPMAP_COMMAND, EXIT_OK, EXIT_USAGE, HELP_TRIGGERS,
-    PROGRAM_NAME, VALIDATE_COMMAND, VERSION,
+    PROGRAM_NAME, STATUS_COMMAND, VALIDATE_COMMAND, VERSION,
 };
 use crate::config::derper::{flag_positions, normalize_args};
 use crate::config::{Config, ConfigError};
@@ -31,6 +31,8 @@ pub enum Command {
         /// `--json` was given.
         json: bool,
     },
+    /// Print the running relay's counters (fetched over loopback) and exit.
+    Status(Config),
 }
 
 /// The program should exit now, printing `output`: help, version, or a usage error.
@@ -93,7 +95,10 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
     }
     let command_at = in_flag_position.iter().copied().find(|index| {
         normalized.get(*index).is_some_and(|token| {
-            token == DERPMAP_COMMAND || token == VALIDATE_COMMAND || token == CHECK_COMMAND
+            token == DERPMAP_COMMAND
+                || token == VALIDATE_COMMAND
+                || token == CHECK_COMMAND
+                || token == STATUS_COMMAND
         })
     });
     let command_word = command_at.map(|index| normalized.remove(index));
@@ -128,6 +133,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
         Some(DERPMAP_COMMAND) => Command::DerpMap(config),
         Some(VALIDATE_COMMAND) => Command::Validate(config),
         Some(CHECK_COMMAND) => Command::Check { config, json },
+        Some(STATUS_COMMAND) => Command::Status(config),
         _ => Command::Serve(config),
     })
 }

@@ -64,6 +64,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Status(config) => {
+            init_logging(config.log_level.min(log::LevelFilter::Warn));
+            match tinyderp::net::status_fetch::run(&config) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("tinyderp: status: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check { config, json } => {
             init_logging(config.log_level.min(log::LevelFilter::Warn));
             let report = tinyderp::net::check_probe::run_check(&config);

@@ -760,3 +760,16 @@ fn config_errors_have_stable_labels() {
     assert_eq!(label(&["--mesh-with", "x"]), "combination");
     assert_eq!(label(&["--mesh-with", "x:0"]), "invalid_value");
 }
+
+#[test]
+fn status_command() {
+    match parse(&argv(&["status", "--addr", "127.0.0.1:9443"])) {
+        Ok(Command::Status(config)) => {
+            assert_eq!(
+                config.listen,
+                "127.0.0.1:9443".parse::<SocketAddr>().unwrap()
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -27,6 +27,7 @@ mod run;
 mod server;
 mod session;
 pub(crate) mod statefile;
+pub mod status_fetch;
 mod stun;
 mod websocket;
 

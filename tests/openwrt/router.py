@@ -74,8 +74,9 @@ def copy_tree(src, dst):
 class Router:
     """One rootfs of OpenWrt `release` ("24.10" or "25.12") with procd as PID 1."""
 
-    def __init__(self, userland, release, workdir=None):
+    def __init__(self, userland, release, workdir=None, overlays=()):
         self.userland = userland
+        self.overlays = list(overlays)
         self.release = release
         self.tree = os.path.join(userland, "tree-" + release)
         self.work = workdir or tempfile.mkdtemp(prefix="owrt-")
@@ -146,6 +147,9 @@ class Router:
         for host in ("/usr/sbin/nft",):
             if os.path.exists(host):
                 shutil.copy(host, os.path.join(r, host.lstrip("/")))
+        # Extra trees (LuCI, ...) on top, before their libraries are looked up.
+        for extra in self.overlays:
+            copy_tree(extra, r)
         # Host shared libraries every ELF program needs, at the same paths.
         seen = set()
         for dirpath, _dirs, files in os.walk(r):

@@ -1,7 +1,7 @@
 //! Writes the files generated from the option table and checks the copies on disk:
 //! the init script's validation block, the shipped UCI file, the configuration
-//! reference and the JSON table for the tests on real OpenWrt. `TINYDERP_BLESS=1`
-//! rewrites them instead of comparing.
+//! reference, the JSON table for the tests on real OpenWrt and the option list of the
+//! LuCI settings form. `TINYDERP_BLESS=1` rewrites them instead of comparing.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -352,6 +352,145 @@ pub fn options_json() -> String {
     format!("[\n{}\n]\n", entries.join(",\n"))
 }
 
+/// The LuCI settings form's tabs, in order, with the options each shows first (in this
+/// order); an option of the table not named here lands on the last tab, "advanced".
+const LUCI_GROUPS: &[(&str, &str, &[&str])] = &[
+    (
+        "basic",
+        "Basic",
+        &[
+            "enabled",
+            "hostname",
+            "addr",
+            "stun_port",
+            "http_port",
+            "open_firewall",
+            "region_id",
+            "region_code",
+            "region_name",
+            "node_name",
+        ],
+    ),
+    (
+        "certificate",
+        "Certificate",
+        &[
+            "certmode",
+            "extra_name",
+            "extra_ip",
+            "certdir",
+            "tls_cert",
+            "tls_key",
+            "no_meta_cert",
+            "state_dir",
+            "server_key",
+        ],
+    ),
+    (
+        "access",
+        "Who may connect",
+        &[
+            "allowed_key",
+            "log_refused_keys",
+            "verify_clients",
+            "socket",
+            "verify_client_url",
+            "verify_client_url_ca",
+            "verify_client_url_fail_open",
+        ],
+    ),
+    (
+        "limits",
+        "Limits",
+        &[
+            "max_clients",
+            "client_rate",
+            "client_burst",
+            "total_rate",
+            "rate_config",
+            "accept_rate",
+            "accept_burst",
+        ],
+    ),
+    ("advanced", "Advanced", &[]),
+];
+
+/// `openwrt/luci-app-tinyderp/.../tinyderp/options.js`: every UCI option with its kind,
+/// `validate_data` datatype, default, tab and summary, for the LuCI settings form.
+pub fn luci_options() -> String {
+    struct Entry {
+        name: String,
+        kind: &'static str,
+        datatype: &'static str,
+        default: Option<&'static str>,
+        summary: &'static str,
+    }
+    let mut all: Vec<Entry> = SCRIPT_OPTIONS
+        .iter()
+        .map(|opt| Entry {
+            name: opt.name.to_string(),
+            kind: "value",
+            datatype: opt.datatype,
+            default: Some(opt.default),
+            summary: opt.summary,
+        })
+        .collect();
+    all.extend(uci_options().map(|spec| Entry {
+        name: spec.uci_name(),
+        kind: spec.kind.json_name(),
+        datatype: spec.datatype,
+        default: match spec.default {
+            DefaultValue::Literal(value) => Some(value),
+            _ => None,
+        },
+        summary: spec.summary,
+    }));
+    let mut lines = Vec::new();
+    let mut placed = vec![false; all.len()];
+    for (group, _, names) in LUCI_GROUPS {
+        let mut order: Vec<usize> = names
+            .iter()
+            .map(|name| {
+                all.iter()
+                    .position(|e| e.name == *name)
+                    .unwrap_or_else(|| panic!("LUCI_GROUPS names {name}, not in the table"))
+            })
+            .collect();
+        if *group == "advanced" {
+            let rest: Vec<usize> = (0..all.len())
+                .filter(|i| !placed[*i] && !order.contains(i))
+                .collect();
+            order.extend(rest);
+        }
+        for i in order {
+            placed[i] = true;
+            let e = &all[i];
+            lines.push(format!(
+                "\t\t{{ name: {}, kind: {}, datatype: {}, default: {}, group: {}, summary: _({}) }}",
+                json_string(&e.name),
+                json_string(e.kind),
+                json_string(e.datatype),
+                e.default.map_or_else(|| String::from("null"), json_string),
+                json_string(group),
+                json_string(e.summary),
+            ));
+        }
+    }
+    let groups: Vec<String> = LUCI_GROUPS
+        .iter()
+        .map(|(name, title, _)| format!("\t\t[ {}, _({}) ]", json_string(name), json_string(title)))
+        .collect();
+    format!(
+        "// Generated from src/cli/options.rs by `{BLESS}`; do not edit.\n\
+         // The UCI options of /etc/config/tinyderp for the settings form: kind (value, list,\n\
+         // switch), validate_data datatype as the init script checks it, default, tab, summary.\n\
+         'use strict';\n'require baseclass';\n\n\
+         return baseclass.extend({{\n\tgroups: [\n{}\n\t],\n\n\toptions: [\n{}\n\t]\n}});\n",
+        groups.join(",\n"),
+        lines.join(",\n")
+    )
+}
+
 /// The repository root.
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -379,6 +518,11 @@ fn generated_files() {
         (root().join("init.d/tinyderp.config"), config_file()),
         (root().join("docs/configuration.md"), docs()),
         (root().join("tests/openwrt/options.json"), options_json()),
+        (
+            root()
+                .join("openwrt/luci-app-tinyderp/htdocs/luci-static/resources/tinyderp/options.js"),
+            luci_options(),
+        ),
     ];
     let mut stale = Vec::new();
     for (path, want) in files {

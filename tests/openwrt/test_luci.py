@@ -1,0 +1,382 @@
+"""luci-app-tinyderp on real LuCI, driven in Debian's Chromium through the DevTools protocol.
+
+One OpenWrt 24.10 router (procd as PID 1, see router.py) with the LuCI pieces of
+build-luci.sh (uhttpd, rpcd, luci-base, the bootstrap theme) boots; tinyderp and
+luci-app-tinyderp are installed with opkg as on a router. Playwright drives the system
+Chromium, started inside the router's network namespace, against uhttpd on 127.0.0.1:80.
+The scenarios run in order on that one router. A console error or an uncaught exception
+on one of our pages fails the scenario. Screenshots go to docs/img/luci-*.png.
+
+Environment (set by tests/openwrt/run-luci.sh): OPENWRT_USERLAND, OPENWRT_LUCI (output of
+build-luci.sh), TINYDERP_DIST (x86_64 .ipk and the luci-app .ipk), DERP_CLIENT.
+"""
+
+import glob
+import hashlib
+import json
+import os
+import re
+import ssl
+import stat
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import REPO, _need, apk_path, ipk_path
+from router import Router
+
+RELAY = "127.0.0.1:8443"
+BASE = "http://127.0.0.1"
+PASSWORD = "tinyderp-luci-test"
+IMG = os.path.join(REPO, "docs", "img")
+# Console errors that come from this test system, not from our pages: LuCI's own apply
+# (ui.changes.checkConnectivityAffected) runs /usr/libexec/luci-peeraddr through cgi-io's
+# /cgi-bin/cgi-exec, and cgi-io (a dependency of luci-base on a router) has no source
+# snapshot here, so that request answers 404.
+NOT_OURS = [r"status of 404 .*\(http://127\.0\.0\.1/cgi-bin/cgi-exec\?"]
+# Our pages, by menu path.
+PAGES = {
+    "status": "/cgi-bin/luci/admin/services/tinyderp/status",
+    "settings": "/cgi-bin/luci/admin/services/tinyderp/settings",
+    "access": "/cgi-bin/luci/admin/services/tinyderp/access",
+}
+
+
+def luci_ipk(dist):
+    found = sorted(glob.glob(os.path.join(dist, "luci-app-tinyderp_*_all.ipk")))
+    if not found:
+        pytest.skip("no luci-app-tinyderp .ipk in " + dist)
+    return found[-1]
+
+
+def command(r):
+    for inst in r.running().values():
+        return inst.get("command")
+    return None
+
+
+def client(r, derp_client, *args, timeout=30):
+    return r.host_net([derp_client, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def pubkey(derp_client, seed):
+    return subprocess.run([derp_client, "pubkey", str(seed)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def cert_pin(r):
+    """sha256-raw: + SHA-256 of the DER of the relay's certificate, computed here."""
+    pem = r.sh("cat /etc/tinyderp/*.crt").stdout
+    first = pem.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    der = ssl.PEM_cert_to_DER_cert(first)
+    return "sha256-raw:" + hashlib.sha256(der).hexdigest()
+
+
+def boot_luci(userland, release):
+    overlay = _need("OPENWRT_LUCI")
+    r = Router(userland, release, overlays=[os.path.join(overlay, "root")])
+    r.assemble()
+    root = r.root
+    # What the image build does for these packages: enabled services, luci-base and its
+    # dependencies known to the package manager, a root password (the login checks
+    # /etc/shadow).
+    for name, prio in (("rpcd", 12), ("uhttpd", 50)):
+        os.symlink(f"../init.d/{name}", os.path.join(root, f"etc/rc.d/S{prio}{name}"))
+    if release == "24.10":
+        with open(os.path.join(root, "usr/lib/opkg/status"), "a") as f:
+            for pkg in ("luci-base", "rpcd", "uhttpd"):
+                f.write(f"Package: {pkg}\nVersion: 0-image\nStatus: install user installed\n"
+                        "Architecture: all\nInstalled-Time: 0\n\n")
+    hashed = subprocess.run(["openssl", "passwd", "-6", PASSWORD], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    shadow = os.path.join(root, "etc/shadow")
+    lines = open(shadow).read().splitlines()
+    lines = [f"root:{hashed}:" + ":".join(line.split(":")[2:]) if line.startswith("root:") else line
+             for line in lines]
+    open(shadow, "w").write("\n".join(lines) + "\n")
+    r.boot()
+    # The system hostname from /etc/config/system, as OpenWrt's system init sets it (the
+    # UTS namespace is the router's own); LuCI shows it in the header.
+    r.sh("uci get system.@system[0].hostname >/proc/sys/kernel/hostname")
+    if release != "24.10":
+        # apk: luci-base as a package of the image (an empty stand-in in apk's database,
+        # which this rootfs creates first, as the image build would).
+        r.sh("apk add --initdb --no-network -t luci-base")
+    r.wait_for(lambda: "x-luci-login-required" in http_head(r, "/cgi-bin/luci/").lower(),
+               60, "LuCI login page from uhttpd")
+    return r
+
+
+@pytest.fixture(scope="module")
+def luci(userland):
+    r = boot_luci(userland, "24.10")
+    yield r
+    r.cleanup()
+
+
+@pytest.fixture(scope="module")
+def luci25(userland):
+    r = boot_luci(userland, "25.12")
+    yield r
+    r.cleanup()
+
+
+def http_head(r, path):
+    p = r.host_net(["python3", "-c",
+                    "import sys,urllib.request,urllib.error\n"
+                    "try:\n r=urllib.request.urlopen(sys.argv[1],timeout=5); print(r.headers)\n"
+                    "except urllib.error.HTTPError as e: print(e.code, e.headers)\n",
+                    BASE + path], capture_output=True, text=True, timeout=20)
+    return p.stdout
+
+
+class Browser:
+    """Playwright on the system Chromium, inside the router's network namespace. Collects
+    console errors and uncaught exceptions of every page."""
+
+    def __init__(self, r):
+        from playwright.sync_api import sync_playwright
+        self.dir = tempfile.mkdtemp(prefix="luci-chromium-")
+        wrapper = os.path.join(self.dir, "chromium")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\nexec nsenter -t {r.pid} -n /usr/bin/chromium \"$@\"\n")
+        os.chmod(wrapper, stat.S_IRWXU)
+        self.pw = sync_playwright().start()
+        self.browser = self.pw.chromium.launch(executable_path=wrapper, headless=True,
+                                               args=["--no-sandbox", "--disable-gpu"])
+        self.context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.errors = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(
+            f"console: {m.text} ({m.location.get('url', '')})"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"exception: {e}"))
+
+    def take_errors(self):
+        errors, self.errors = self.errors, []
+        return [e for e in errors if not any(re.search(k, e) for k in NOT_OURS)]
+
+    def close(self):
+        self.context.close()
+        self.browser.close()
+        self.pw.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(luci):
+    pytest.importorskip("playwright.sync_api")
+    b = Browser(luci)
+    yield b
+    b.close()
+
+
+def shot(page, name):
+    os.makedirs(IMG, exist_ok=True)
+    page.screenshot(path=os.path.join(IMG, f"luci-{name}.png"), full_page=True)
+
+
+def open_page(b, name):
+    b.page.goto(BASE + PAGES[name])
+    # LuCI renders the view client-side: wait until it replaced the spinner.
+    try:
+        b.page.wait_for_selector("#view .cbi-map", timeout=30000)
+    except Exception as e:  # noqa: BLE001 - re-raised with what the page said
+        raise AssertionError(f"{name} page did not render: {b.errors} "
+                             f"{b.page.inner_text('#view')[:500]!r}") from e
+
+
+APP = os.path.join(REPO, "openwrt", "luci-app-tinyderp")
+
+
+def luci_apk(dist):
+    found = sorted(glob.glob(os.path.join(dist, "luci-app-tinyderp-*.apk")))
+    if not found:
+        pytest.skip("no luci-app-tinyderp .apk in " + dist)
+    return found[-1]
+
+
+def test_acl_grants_what_the_views_call():
+    """acl.d grants exactly the luci.tinyderp methods the views declare, and uci tinyderp"""
+    views = glob.glob(os.path.join(APP, "htdocs/luci-static/resources/view/tinyderp/*.js"))
+    called = set()
+    for v in views:
+        for obj, method in re.findall(r"object: '([^']+)', method: '([^']+)'", open(v).read()):
+            called.add((obj, method))
+    acl = json.load(open(os.path.join(APP, "root/usr/share/rpcd/acl.d/luci-app-tinyderp.json")))
+    grant = acl["luci-app-tinyderp"]
+    granted = {(obj, m) for part in ("read", "write")
+               for obj, methods in grant[part].get("ubus", {}).items() for m in methods}
+    assert called and granted == called, (granted, called)
+    assert grant["read"]["uci"] == ["tinyderp"] and grant["write"]["uci"] == ["tinyderp"]
+    plugin = open(os.path.join(APP, "root/usr/share/rpcd/ucode/luci.tinyderp")).read()
+    for _obj, method in called:
+        assert re.search(rf"^\t{method}: {{", plugin, re.M), f"plugin lacks {method}"
+
+
+def test_apk_read_by_apk_tools(userland, dist):
+    """the real apk-tools reads the .apk: noarch, depends on tinyderp and luci-base"""
+    apk = os.path.join(userland, "root", "usr", "bin", "apk")
+    out = subprocess.run([apk, "adbdump", luci_apk(dist)], capture_output=True, text=True,
+                         check=True).stdout
+    assert "name: luci-app-tinyderp" in out and "arch: noarch" in out, out[:400]
+    deps = re.search(r"depends: # 2 items\n((?:\s+- .*\n)+)", out)
+    assert deps and deps.group(1).split() == ["-", "tinyderp", "-", "luci-base"], out[:800]
+    assert "usr/share/rpcd/ucode" in out
+
+
+class TestLuci:
+    def test_install(self, luci, dist):
+        """opkg installs tinyderp and luci-app-tinyderp; rpcd offers luci.tinyderp"""
+        r = luci
+        r.put("/tmp/tinyderp.ipk", open(ipk_path(dist), "rb").read())
+        r.put("/tmp/luci-app-tinyderp.ipk", open(luci_ipk(dist), "rb").read())
+        r.sh("opkg install /tmp/tinyderp.ipk /tmp/luci-app-tinyderp.ipk")
+        assert "luci-app-tinyderp" in r.sh("opkg list-installed").stdout
+        r.wait_for(lambda: "luci.tinyderp" in r.sh("ubus list", check=False).stdout, 20,
+                   "rpcd reloaded with our plugin")
+        r.sh("reload_config")  # prime it: later edits of tinyderp are then noticed
+        r.sh("uci set tinyderp.main.enabled=1; uci commit tinyderp; reload_config")
+        r.wait_for(lambda: command(r) is not None, 20, "relay running")
+        r.wait_for(lambda: r.sh("ls /etc/tinyderp/*.crt", check=False).returncode == 0, 20,
+                   "certificate generated")
+
+    def test_login(self, luci, browser):
+        """log in to LuCI in Chromium with root's password"""
+        page = browser.page
+        page.goto(BASE + "/cgi-bin/luci/")
+        page.wait_for_selector("input[name=luci_password]", state="visible", timeout=30000)
+        # Let the login dialog finish fading in before the screenshot.
+        page.wait_for_timeout(1000)
+        shot(page, "login")
+        page.fill("input[name=luci_username]", "root")
+        page.fill("input[name=luci_password]", PASSWORD)
+        page.press("input[name=luci_password]", "Enter")
+        page.wait_for_selector("#topmenu, .main-left, header", timeout=30000)
+        cookies = {c["name"] for c in browser.context.cookies()}
+        assert any(n.startswith("sysauth") for n in cookies), cookies
+        browser.take_errors()  # LuCI's own overview is not ours to judge
+
+    def test_status_pin_and_clients(self, luci, browser, derp_client):
+        """status page: the running relay's pin; the client count goes up with a client"""
+        r, page = luci, browser.page
+        open_page(browser, "status")
+        pin = cert_pin(r)
+        page.wait_for_function(
+            "pin => (document.getElementById('tinyderp-pin')||{}).textContent == pin",
+            arg=pin, timeout=30000)
+        assert "Running" in page.inner_text("#tinyderp-state")
+        before = int(page.inner_text("#tinyderp-clients"))
+        hold = r.host_popen([derp_client, "hold", RELAY, "11", "12"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+        try:
+            assert hold.stdout.readline().strip() == "ready"
+            # The page polls every 5 s.
+            page.wait_for_function(
+                "n => Number((document.getElementById('tinyderp-clients')||{}).textContent) >= n",
+                arg=before + 2, timeout=30000)
+            snippets = page.locator("#tinyderp-snippets pre")
+            assert snippets.count() >= 3
+            assert pin in snippets.first.inner_text()
+            page.locator("#tinyderp-snippets button").first.click()
+            page.wait_for_selector("text=Copied to the clipboard.", timeout=10000)
+            shot(page, "status")
+            hold.stdin.write("go\n")
+            hold.stdin.flush()
+            assert hold.wait(timeout=30) == 0, "held clients did not relay"
+        finally:
+            if hold.poll() is None:
+                hold.kill()
+        assert browser.take_errors() == []
+
+    def test_settings_apply_reaches_procd(self, luci, browser):
+        """a setting changed in the form and applied is on procd's command line"""
+        r, page = luci, browser.page
+        open_page(browser, "settings")
+        for tab in ("Basic", "Certificate", "Who may connect", "Limits", "Advanced"):
+            assert page.locator(f"ul.cbi-tabmenu li >> text='{tab}'").count() == 1, tab
+        page.click("ul.cbi-tabmenu li >> text='Limits'")
+        field = "#widget\\.cbid\\.tinyderp\\.main\\.max_clients"
+        # The datatype from the option table: a negative count is refused in the form.
+        page.fill(field, "-5")
+        page.locator(field).blur()
+        page.wait_for_selector(field + ".cbi-input-invalid", timeout=5000)
+        page.fill(field, "7")
+        page.locator(field).blur()
+        page.wait_for_selector(field + ".cbi-input-invalid", state="detached", timeout=5000)
+        shot(page, "settings")
+        page.locator(".cbi-page-actions").get_by_text("Save & Apply").first.click()
+        r.wait_for(lambda: "--max-clients" in (command(r) or []) and
+                   (command(r)[command(r).index("--max-clients") + 1] == "7"), 60,
+                   "--max-clients 7 in the instance's command line")
+        assert r.sh("uci get tinyderp.main.max_clients").stdout.strip() == "7"
+        # Wait for LuCI's apply to confirm (no rollback).
+        page.wait_for_timeout(3000)
+        assert browser.take_errors() == []
+
+    def test_allow_refused_key(self, luci, browser, derp_client):
+        """a key refused in learn mode, allowed with one click, is then admitted"""
+        r, page = luci, browser.page
+        stranger = pubkey(derp_client, 22)
+        for seed in (21, 23):
+            r.sh(f"uci add_list tinyderp.main.allowed_key='{pubkey(derp_client, seed)}'")
+        r.sh("uci set tinyderp.main.log_refused_keys=1; uci commit tinyderp; reload_config")
+        r.wait_for(lambda: "--log-refused-keys" in (command(r) or []), 30, "learn mode on")
+        r.wait_for(lambda: client(r, derp_client, "relay", RELAY, "21", "23").returncode == 0,
+                   30, "allowed keys relay")
+        assert client(r, derp_client, "relay", RELAY, "22", "21").returncode == 2
+        open_page(browser, "access")
+        row = f"#tinyderp-refused tr[data-key='{stranger}']"
+        page.wait_for_selector(row, timeout=30000)
+        assert page.locator(f"{row} td").nth(1).inner_text().startswith("127.0.0.1")
+        shot(page, "access")
+        page.click(f"{row} button")
+        r.wait_for(lambda: stranger in (command(r) or []), 30,
+                   "the allowed key on the instance's command line")
+        r.wait_for(lambda: client(r, derp_client, "relay", RELAY, "22", "21").returncode == 0,
+                   30, "the once refused key relays")
+        page.wait_for_selector(row, state="detached", timeout=30000)
+        assert browser.take_errors() == []
+
+    def test_stop_and_start_buttons(self, luci, browser):
+        """the status page's Stop and Start buttons stop and start the service"""
+        r, page = luci, browser.page
+        open_page(browser, "status")
+        page.click("#tinyderp-stop")
+        r.wait_for(lambda: not r.running(), 30, "stopped")
+        page.wait_for_function(
+            "() => /Stopped/.test((document.getElementById('tinyderp-state')||{}).textContent)",
+            timeout=30000)
+        page.click("#tinyderp-start")
+        r.wait_for(lambda: command(r) is not None, 30, "started again")
+        page.wait_for_function(
+            "() => /Running/.test((document.getElementById('tinyderp-state')||{}).textContent)",
+            timeout=30000)
+        assert browser.take_errors() == []
+
+
+class TestLuciApk2512:
+    def test_apk_add_and_plugin(self, luci25, dist):
+        """25.12 apk add: rpcd offers luci.tinyderp; its status has the running relay's pin"""
+        r = luci25
+        r.put("/tmp/tinyderp.apk", open(apk_path(dist), "rb").read())
+        r.put("/tmp/luci-app-tinyderp.apk", open(luci_apk(dist), "rb").read())
+        r.sh("apk add --no-network --allow-untrusted /tmp/tinyderp.apk /tmp/luci-app-tinyderp.apk")
+        r.wait_for(lambda: "luci.tinyderp" in r.sh("ubus list", check=False).stdout, 20,
+                   "rpcd reloaded with our plugin (post-install)")
+        r.sh("reload_config")
+        r.sh("uci set tinyderp.main.enabled=1; uci commit tinyderp; reload_config")
+        r.wait_for(lambda: command(r) is not None, 20, "relay running")
+        r.wait_for(lambda: r.sh("ls /etc/tinyderp/*.crt", check=False).returncode == 0, 20,
+                   "certificate generated")
+
+        def status():
+            return json.loads(r.sh("ubus call luci.tinyderp status").stdout)
+        r.wait_for(lambda: status().get("pin") == cert_pin(r), 20, "pin in the plugin's status")
+        st = status()
+        assert st["running"] and st["metrics"]["clients"] == 0, st
+        assert len(st["snippets"]) >= 3 and st["version"].startswith("tinyderp ")
+        out = json.loads(r.sh("ubus call luci.tinyderp control '{\"action\":\"reboot\"}'").stdout)
+        assert out.get("error"), "the plugin must refuse actions other than start/stop/restart"
+        out = json.loads(r.sh("ubus call luci.tinyderp allow '{\"key\":\"nodekey:12\"}'").stdout)
+        assert out.get("error"), "the plugin must refuse a malformed key"
