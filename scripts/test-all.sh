@@ -15,8 +15,7 @@ export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
 log_dir="${TEST_LOG_DIR:-$HOME/.cache/tinyderp/test-logs}"
 mkdir -p "$log_dir"
 
-all_stages=(rust reachability router openwrt interop bench fuzz soak)
-all_stages+=(luci)
+all_stages=(rust reachability router openwrt luci interop bench fuzz soak)
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=("${all_stages[@]}")
 
