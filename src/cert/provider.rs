@@ -89,14 +89,66 @@ pub(crate) fn provider() -> CryptoProvider {
     base_provider()
 }
 
+/// The signature algorithms the client verifies with: the same list and scheme mapping as
+/// ring's provider (ECDSA P-256/P-384, Ed25519, RSA PSS and PKCS#1 2048-8192 bits), named
+/// here so that the client never calls ring's `default_provider()`, whose key loading and
+/// key exchange lists would link ring's Ed25519 signing and X25519 again.
+#[cfg(any(test, feature = "tls-client"))]
+static CLIENT_VERIFICATION: WebPkiSupportedAlgorithms = {
+    use rustls::SignatureScheme as S;
+    use webpki::ring as alg;
+    WebPkiSupportedAlgorithms {
+        all: &[
+            alg::ECDSA_P256_SHA256,
+            alg::ECDSA_P256_SHA384,
+            alg::ECDSA_P384_SHA256,
+            alg::ECDSA_P384_SHA384,
+            alg::ED25519,
+            alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+            alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+            alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+            alg::RSA_PKCS1_2048_8192_SHA256,
+            alg::RSA_PKCS1_2048_8192_SHA384,
+            alg::RSA_PKCS1_2048_8192_SHA512,
+            alg::RSA_PKCS1_2048_8192_SHA256_ABSENT_PARAMS,
+            alg::RSA_PKCS1_2048_8192_SHA384_ABSENT_PARAMS,
+            alg::RSA_PKCS1_2048_8192_SHA512_ABSENT_PARAMS,
+        ],
+        mapping: &[
+            (
+                S::ECDSA_NISTP384_SHA384,
+                &[alg::ECDSA_P384_SHA384, alg::ECDSA_P256_SHA384],
+            ),
+            (
+                S::ECDSA_NISTP256_SHA256,
+                &[alg::ECDSA_P256_SHA256, alg::ECDSA_P384_SHA256],
+            ),
+            (S::ED25519, &[alg::ED25519]),
+            (
+                S::RSA_PSS_SHA512,
+                &[alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY],
+            ),
+            (
+                S::RSA_PSS_SHA384,
+                &[alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY],
+            ),
+            (
+                S::RSA_PSS_SHA256,
+                &[alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY],
+            ),
+            (S::RSA_PKCS1_SHA512, &[alg::RSA_PKCS1_2048_8192_SHA512]),
+            (S::RSA_PKCS1_SHA384, &[alg::RSA_PKCS1_2048_8192_SHA384]),
+            (S::RSA_PKCS1_SHA256, &[alg::RSA_PKCS1_2048_8192_SHA256]),
+        ],
+    }
+};
+
 /// The client's crypto provider (the DERP client, https:// admission URLs): the server's
-/// plus ring's signature verification algorithms (RSA PKCS#1/PSS, ECDSA P-256/P-384,
-/// Ed25519), which only a build with a TLS client links.
+/// plus [`CLIENT_VERIFICATION`], which only a build with a TLS client links.
 #[cfg(any(test, feature = "tls-client"))]
 pub fn client_provider() -> CryptoProvider {
     let mut provider = base_provider();
-    provider.signature_verification_algorithms =
-        rustls::crypto::ring::default_provider().signature_verification_algorithms;
+    provider.signature_verification_algorithms = CLIENT_VERIFICATION;
     provider
 }
 
@@ -129,11 +181,15 @@ mod tests {
             assert_ne!(bytes, [0u8; 32]);
         }
         assert!(provider().signature_verification_algorithms.all.is_empty());
+        let (ours, rings) = (
+            client_provider().signature_verification_algorithms,
+            ring.signature_verification_algorithms,
+        );
+        assert_eq!(ours.supported_schemes(), rings.supported_schemes());
+        assert_eq!(format!("{:?}", ours.all), format!("{:?}", rings.all));
         assert_eq!(
-            client_provider()
-                .signature_verification_algorithms
-                .supported_schemes(),
-            ring.signature_verification_algorithms.supported_schemes()
+            format!("{:?}", ours.mapping),
+            format!("{:?}", rings.mapping)
         );
     }
 
