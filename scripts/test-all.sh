@@ -37,7 +37,7 @@ stage_rust() {
         cargo build --release --locked &&
         cargo test --locked &&
         cargo test --locked --features https-admission --lib --test admission &&
-        cargo test --locked --no-default-features --lib -- check:: client::tls::
+        cargo test --locked --no-default-features --lib -- check:: client::tls:: config::mesh::
 }
 
 # `tinyderp check` on home lines built from network namespaces (public address, stale

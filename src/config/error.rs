@@ -202,11 +202,19 @@ pub enum Rule {
     MeshNeedsKey,
 }
 
+/// Why `--mesh-with` is refused by a build without the `tls-client` feature (the MIPS
+/// router packages): dialing a peer needs the TLS client, which costs flash there.
+pub const MESH_DIALER_DISABLED: &str = "dialing mesh peers needs tinyderp built with the \
+    tls-client cargo feature, which this build leaves out to save flash (see \
+    docs/building.md); this relay still accepts mesh peers that dial it with --mesh-psk-file";
+
 /// A feature this build does not have, for [`ConfigError::Unsupported`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unsupported {
     /// https:// admission URLs without the `https-admission` cargo feature.
     HttpsAdmission,
+    /// Dialing mesh peers (`--mesh-with`) without the `tls-client` cargo feature.
+    MeshDialer,
 }
 
 /// Why a duration was refused.
@@ -310,6 +318,7 @@ impl ConfigError {
             ConfigError::Combination { flag, rule } => rule.describe(flag, f),
             ConfigError::Unsupported { what, .. } => match what {
                 Unsupported::HttpsAdmission => f.write_str(crate::admit::HTTPS_ADMISSION_DISABLED),
+                Unsupported::MeshDialer => f.write_str(MESH_DIALER_DISABLED),
             },
             ConfigError::BadUrl { problem, .. } => f.write_str(problem),
             ConfigError::Duration { error, .. } => fmt::Display::fmt(error, f),

@@ -11,7 +11,7 @@
 //! `host` (the name as written in `--mesh-with`, without port) by its certificate hash
 //! instead of the system roots, so relays with self-signed certificates mesh without a CA.
 
-use super::error::{ConfigError, Rule, Want};
+use super::error::{ConfigError, Rule, Unsupported, Want};
 use super::values::{check_hostname, not_a};
 use crate::relay::MAX_MESH_PEERS;
 
@@ -176,6 +176,12 @@ pub fn parse_mesh_peers(
             rule: Rule::MeshNeedsKey,
         });
     }
+    if !peers.is_empty() && !cfg!(feature = "tls-client") {
+        return Err(ConfigError::Unsupported {
+            flag: "--mesh-with",
+            what: Unsupported::MeshDialer,
+        });
+    }
     Ok(peers)
 }
 
@@ -202,6 +208,7 @@ mod tests {
         parse_mesh_peers(&strings(with), &strings(pins), "a.example", 8443, true)
     }
 
+    #[cfg(feature = "tls-client")]
     #[test]
     fn upstream_syntax() {
         let got = peers(
@@ -239,6 +246,7 @@ mod tests {
         assert_eq!(got[1].label(), "c.example:8443");
     }
 
+    #[cfg(feature = "tls-client")]
     #[test]
     fn own_name_skipped_only_on_own_port() {
         let got = peers(&["A.example:8443,a.example:9443,a.example"], &[]).unwrap();
@@ -249,6 +257,7 @@ mod tests {
         assert!(peers(&[], &[]).unwrap().is_empty());
     }
 
+    #[cfg(feature = "tls-client")]
     #[test]
     fn pins_attach_by_name() {
         let got = peers(
@@ -305,5 +314,15 @@ mod tests {
             .collect();
         let err = parse_mesh_peers(&many, &[], "a", 1, true).unwrap_err();
         assert_eq!(err.label(), "too_many");
+    }
+
+    /// A router build without the TLS client refuses to dial, after checking the syntax.
+    #[cfg(not(feature = "tls-client"))]
+    #[test]
+    fn no_dialer_without_tls_client() {
+        let err = peers(&["b.example"], &[]).unwrap_err();
+        assert_eq!(err.label(), "unsupported");
+        assert!(err.to_string().contains("tls-client"), "{err}");
+        assert!(peers(&["a.example"], &[]).is_ok_and(|p| p.is_empty()));
     }
 }
