@@ -1093,8 +1093,9 @@ fn dropped_owned_packets_give_their_buffers_back() {
 fn conn_id_hasher_spreads_sequential_ids() {
     use std::hash::{BuildHasher, BuildHasherDefault};
     let build = BuildHasherDefault::<ConnIdHasher>::default();
-    let hashes: std::collections::HashSet<u64> =
-        (1..=10_000u64).map(|id| build.hash_one(ConnId(id))).collect();
+    let hashes: std::collections::HashSet<u64> = (1..=10_000u64)
+        .map(|id| build.hash_one(ConnId(id)))
+        .collect();
     assert_eq!(hashes.len(), 10_000, "a bijection on ids");
     // hashbrown picks control bytes from the top 7 bits: sequential ids must not share them.
     let top: std::collections::HashSet<u64> = (1..=128u64)
