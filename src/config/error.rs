@@ -147,6 +147,8 @@ pub enum Want {
     CertMode,
     /// A network interface name.
     InterfaceName,
+    /// `HOST:PORT` or `[IPv6]:PORT`.
+    HostPort,
 }
 
 /// A numeric bound, for [`ConfigError::OutOfRange`].
@@ -330,6 +332,9 @@ impl fmt::Display for Want {
         use super::{MAX_MAX_CLIENTS, MAX_REGION_ID, MIN_REGION_ID};
         match self {
             Want::Port => f.write_str("a port number (use 1-65535)"),
+            Want::HostPort => {
+                f.write_str("HOST:PORT (e.g. stun.example.net:3478 or [2001:db8::1]:3478)")
+            }
             Want::InterfaceName => f.write_str(
                 "an interface name (1-15 characters, no spaces or '/'; e.g. eth1, pppoe-wan)",
             ),

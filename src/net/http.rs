@@ -191,6 +191,7 @@ pub(crate) fn render_metrics(server: &Server) -> String {
     server.telemetry.metrics().render(&mut out);
     super::websocket::render_metrics(&mut out);
     super::check_watch::render_metrics(&mut out);
+    super::portmap::render_metrics(&mut out);
     out
 }
 
@@ -219,6 +220,7 @@ fn home_page(server: &Server, head: &RequestHead, peer: SocketAddr) -> Vec<u8> {
         page.push_str("<p><a href=\"/debug/varz\">Metrics</a></p>\n");
     }
     page.push_str(&super::check_watch::status_html(detailed));
+    page.push_str(&super::portmap::status_html(detailed));
     let _ = write!(
         page,
         "<h2>DERP map</h2>\n<pre>{}</pre>\n</body></html>\n",

@@ -21,6 +21,7 @@ pub mod log_backend;
 mod logging;
 mod metrics;
 mod pacing;
+pub mod portmap;
 mod run;
 mod server;
 mod session;

@@ -181,6 +181,9 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
         server.derp_map_text()
     );
     owned_tasks.push(ex.spawn(super::check_watch::watch(server.config.clone())));
+    if server.config.port_mapping {
+        owned_tasks.push(ex.spawn(super::portmap::maintain(server.config.clone())));
+    }
     owned_tasks.push(ex.spawn(accept::accept_loop(
         server.clone(),
         derp_listener,
@@ -204,7 +207,8 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
     }
     log::info!("stopping: telling clients to reconnect later");
     server.stopping.store(true, Ordering::SeqCst);
-    drop(owned_tasks); // stops accepting (listeners close) and STUN
+    drop(owned_tasks); // stops accepting (listeners close), STUN and port-mapping renewal
+    super::portmap::release(&server.config).await;
     {
         let mut hub = server.hub.lock();
         let Hub { relay, actions, .. } = &mut *hub;
