@@ -40,9 +40,10 @@ stage_rust() {
 
 # `tinyderp check` on home lines built from network namespaces (public address, stale
 # DDNS record, carrier-grade NAT, double NAT, closed firewall) with a local DNS server,
-# and the running relay's own reachability watch. Needs root (CI runs as root).
+# and the running relay's own reachability watch; double NAT with miniupnpd on the upstream
+# router and --port-mapping. Needs root (CI runs as root).
 stage_reachability() {
-    apt_install iproute2 nftables python3 &&
+    apt_install iproute2 nftables python3 miniupnpd &&
         cargo build --release --locked &&
         TINYDERP_BIN="$CARGO_TARGET_DIR/release/tinyderp" bash tests/check-netns/run.sh
 }

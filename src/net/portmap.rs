@@ -1,9 +1,11 @@
 //! `--port-mapping`: on a double NAT, ask the upstream gateway (the IPv4 default route's
 //! next hop) to forward the DERP (TCP) and STUN (UDP) ports to this router, with PCP
-//! first and NAT-PMP when the gateway speaks only that; renew at half the granted
+//! first, NAT-PMP when the gateway speaks only that, and UPnP IGD when it speaks neither;
+//! renew at half the granted
 //! lifetime, delete the mappings on stop, and report what was granted (log line, status
 //! page, metrics, and the record `tinyderp check` and `tinyderp derpmap` read from the
-//! state directory). The wire formats are pure in [`crate::proto::portmap`].
+//! state directory). The wire formats are pure in [`crate::proto::portmap`] and
+//! [`crate::proto::upnp`].
 //!
 //! The state lives in a process-wide slot: a process runs one server.
 
@@ -21,6 +23,7 @@ use crate::check::addr::default_gateway_v4;
 use crate::check::portmap::{MappedPort, PortmapRecord, MAX_STATE_FILE_LEN, STATE_FILE};
 use crate::config::Config;
 use crate::proto::portmap::{self as wire, Granted, MapProto, PortmapError};
+use crate::proto::upnp;
 
 /// Lifetime asked for (RFC 6886 recommends two hours).
 const LIFETIME_SECS: u32 = 7200;
@@ -50,6 +53,7 @@ const MAX_DATAGRAMS_PER_REQUEST: usize = 16;
 enum Method {
     Pcp,
     NatPmp,
+    Upnp,
 }
 
 impl Method {
@@ -57,8 +61,16 @@ impl Method {
         match self {
             Method::Pcp => "PCP",
             Method::NatPmp => "NAT-PMP",
+            Method::Upnp => "UPnP IGD",
         }
     }
+}
+
+/// The gateway's UPnP WAN connection service.
+#[derive(Clone, Debug)]
+struct Igd {
+    control: upnp::HttpUrl,
+    service: String,
 }
 
 /// One port we asked for.
@@ -84,6 +96,7 @@ struct Session {
     gateway: Ipv4Addr,
     client: IpAddr,
     held: Vec<Held>,
+    igd: Option<Igd>,
 }
 
 static SESSION: Mutex<Option<Session>> = Mutex::new(None);
@@ -264,6 +277,7 @@ async fn map_all(wants: &[Want]) -> Result<Session, (Option<Ipv4Addr>, String)> 
     let mut method = previous
         .as_ref()
         .map_or(Method::Pcp, |session| session.method);
+    let mut igd = previous.as_ref().and_then(|session| session.igd.clone());
     let mut held = Vec::new();
     for want in wants {
         let old = previous
@@ -282,7 +296,7 @@ async fn map_all(wants: &[Want]) -> Result<Session, (Option<Ipv4Addr>, String)> 
         // Renew the port the gateway gave last time; else ask for the public port.
         let external = old.map_or(want.external, |old| old.granted.external_port);
         let ask = Want { external, ..*want };
-        let granted = match method {
+        let mut granted = match method {
             Method::Pcp => match pcp_map(&socket, client, ask, nonce, LIFETIME_SECS).await {
                 Err(Asked::Unsupported) | Err(Asked::NoAnswer(_)) if held.is_empty() => {
                     method = Method::NatPmp;
@@ -291,7 +305,20 @@ async fn map_all(wants: &[Want]) -> Result<Session, (Option<Ipv4Addr>, String)> 
                 other => other,
             },
             Method::NatPmp => natpmp_map(&socket, ask, LIFETIME_SECS).await,
+            Method::Upnp => Err(Asked::Unsupported),
         };
+        // Neither PCP nor NAT-PMP: UPnP IGD.
+        let fall_to_upnp = matches!(granted, Err(Asked::Unsupported) | Err(Asked::NoAnswer(_)))
+            && (held.is_empty() || method == Method::Upnp);
+        if fall_to_upnp {
+            method = Method::Upnp;
+            if igd.is_none() {
+                igd = Some(discover(gateway).await.map_err(&fail)?);
+            }
+            if let Some(found) = &igd {
+                granted = upnp_map(found, client, ask).await;
+            }
+        }
         match granted {
             Ok(granted) => held.push(Held {
                 want: *want,
@@ -305,6 +332,7 @@ async fn map_all(wants: &[Want]) -> Result<Session, (Option<Ipv4Addr>, String)> 
                     gateway,
                     client,
                     held,
+                    igd,
                 };
                 delete_all(&socket, &session).await;
                 return Err(fail(format!(
@@ -314,11 +342,14 @@ async fn map_all(wants: &[Want]) -> Result<Session, (Option<Ipv4Addr>, String)> 
             }
         }
     }
-    if method == Method::NatPmp {
-        if let Ok(ip) = natpmp_external(&socket).await {
-            for one in &mut held {
-                one.granted.external_ip = Some(IpAddr::V4(ip));
-            }
+    let external = match (method, &igd) {
+        (Method::NatPmp, _) => natpmp_external(&socket).await.ok().map(IpAddr::V4),
+        (Method::Upnp, Some(found)) => upnp_external(found).await.ok(),
+        _ => None,
+    };
+    if let Some(ip) = external {
+        for one in &mut held {
+            one.granted.external_ip = Some(ip);
         }
     }
     Ok(Session {
@@ -326,6 +357,7 @@ async fn map_all(wants: &[Want]) -> Result<Session, (Option<Ipv4Addr>, String)> 
         gateway,
         client,
         held,
+        igd,
     })
 }
 
@@ -333,7 +365,154 @@ fn describe_method(method: Method) -> &'static str {
     match method {
         Method::Pcp => "PCP and NAT-PMP",
         Method::NatPmp => "NAT-PMP",
+        Method::Upnp => "UPnP IGD",
     }
+}
+
+/// Deadline for the SSDP answer of the gateway.
+const SSDP_WAIT: Duration = Duration::from_secs(3);
+/// Deadline for one HTTP exchange with the gateway (connect, request, whole answer).
+const HTTP_DEADLINE: Duration = Duration::from_secs(5);
+/// Description for the mappings, as the gateway lists them.
+const MAPPING_DESCRIPTION: &str = "tinyderp";
+
+/// Finds the gateway's UPnP WAN connection service: SSDP M-SEARCH (multicast, and
+/// unicast to the gateway), then its device description.
+async fn discover(gateway: Ipv4Addr) -> Result<Igd, String> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        .await
+        .map_err(|err| format!("UDP socket: {err}"))?;
+    let request = upnp::msearch_request();
+    let search = async {
+        let _ = socket.send_to(request, upnp::SSDP_ADDR).await;
+        let _ = socket.send_to(request, (gateway, upnp::SSDP_ADDR.1)).await;
+        let mut buf = [0u8; upnp::MAX_SSDP_RESPONSE];
+        loop {
+            let (len, from) = socket.recv_from(&mut buf).await?;
+            if from.ip() != IpAddr::V4(gateway) {
+                continue;
+            }
+            let location = buf
+                .get(..len)
+                .and_then(upnp::ssdp_location)
+                .and_then(upnp::parse_http_url);
+            if let Some(url) = location {
+                return Ok(url);
+            }
+        }
+    };
+    let location = super::deadline::with_deadline(SSDP_WAIT, search)
+        .await
+        .map_err(|err| match err.kind() {
+            io::ErrorKind::TimedOut => "no PCP, NAT-PMP or UPnP IGD answer".to_string(),
+            _ => format!("SSDP: {err}"),
+        })?;
+    if location.ip != IpAddr::V4(gateway) {
+        return Err(format!(
+            "UPnP description at {} is not on the gateway",
+            location.ip
+        ));
+    }
+    let get = upnp::get_request(&location);
+    let answer = http_exchange(&location, get.as_bytes(), upnp::MAX_DESCRIPTION).await?;
+    let (status, body) =
+        upnp::http_answer(&answer).map_err(|err| format!("UPnP description: {err}"))?;
+    if status != 200 {
+        return Err(format!("UPnP description: HTTP status {status}"));
+    }
+    let (service, control) =
+        upnp::wan_service(body).ok_or("UPnP description has no WAN connection service")?;
+    let control = if control.starts_with("http://") {
+        upnp::parse_http_url(&control)
+    } else {
+        upnp::parse_http_url(&format!(
+            "http://{}:{}{control}",
+            location.ip, location.port
+        ))
+    }
+    .filter(|url| url.ip == IpAddr::V4(gateway))
+    .ok_or("UPnP control URL is not on the gateway")?;
+    Ok(Igd { control, service })
+}
+
+/// One HTTP request to the gateway, the whole answer read (at most `limit` bytes).
+async fn http_exchange(
+    url: &upnp::HttpUrl,
+    request: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        let mut stream = smol::net::TcpStream::connect((url.ip, url.port)).await?;
+        stream.write_all(request).await?;
+        let mut answer = Vec::new();
+        let mut limited = stream.take(u64::try_from(limit).unwrap_or(u64::MAX));
+        limited.read_to_end(&mut answer).await?;
+        Ok(answer)
+    };
+    super::deadline::with_deadline(HTTP_DEADLINE, work)
+        .await
+        .map_err(|err| format!("HTTP to {}:{}: {err}", url.ip, url.port))
+}
+
+async fn soap(igd: &Igd, action: &str, args: &[(&str, String)]) -> Result<String, Asked> {
+    let request = upnp::soap_request(&igd.control, &igd.service, action, args);
+    let answer = http_exchange(&igd.control, request.as_bytes(), upnp::MAX_SOAP_RESPONSE)
+        .await
+        .map_err(Asked::NoAnswer)?;
+    upnp::soap_answer(&answer)
+        .map(str::to_string)
+        .map_err(|err| Asked::NoAnswer(format!("{action}: {err}")))
+}
+
+async fn upnp_map(igd: &Igd, client: IpAddr, want: Want) -> Result<Granted, Asked> {
+    let mut lease = LIFETIME_SECS;
+    loop {
+        let args = [
+            ("NewRemoteHost", String::new()),
+            ("NewExternalPort", want.external.to_string()),
+            ("NewProtocol", want.proto.name().to_ascii_uppercase()),
+            ("NewInternalPort", want.internal.to_string()),
+            ("NewInternalClient", client.to_string()),
+            ("NewEnabled", "1".to_string()),
+            ("NewPortMappingDescription", MAPPING_DESCRIPTION.to_string()),
+            ("NewLeaseDuration", lease.to_string()),
+        ];
+        match soap(igd, "AddPortMapping", &args).await {
+            Ok(_) => {
+                return Ok(Granted {
+                    internal_port: want.internal,
+                    external_port: want.external,
+                    external_ip: None,
+                    // A permanent lease is still renewed on the usual schedule.
+                    lifetime: if lease == 0 { LIFETIME_SECS } else { lease },
+                });
+            }
+            Err(Asked::NoAnswer(why))
+                if lease != 0
+                    && why.contains(&format!("UPnP error {}", upnp::ONLY_PERMANENT_LEASES)) =>
+            {
+                lease = 0;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+async fn upnp_external(igd: &Igd) -> Result<IpAddr, Asked> {
+    let body = soap(igd, "GetExternalIPAddress", &[]).await?;
+    upnp::element_text(&body, "NewExternalIPAddress")
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| Asked::NoAnswer("no external address in the answer".into()))
+}
+
+async fn upnp_delete(igd: &Igd, want: Want, external: u16) -> Result<(), Asked> {
+    let args = [
+        ("NewRemoteHost", String::new()),
+        ("NewExternalPort", external.to_string()),
+        ("NewProtocol", want.proto.name().to_ascii_uppercase()),
+    ];
+    soap(igd, "DeletePortMapping", &args).await.map(|_| ())
 }
 
 fn new_nonce() -> Result<[u8; 12], getrandom::Error> {
@@ -372,7 +551,6 @@ async fn exchange<T>(
     decode: impl Fn(&[u8]) -> Result<T, PortmapError>,
 ) -> Result<T, Asked> {
     let mut buf = [0u8; wire::MAX_MESSAGE];
-    let mut last = String::from("no answer");
     for wait in waits {
         if let Err(err) = socket.send(request).await {
             return Err(Asked::NoAnswer(format!("send: {err}")));
@@ -390,9 +568,7 @@ async fn exchange<T>(
                 Some(Ok(len)) => len,
                 // ICMP port unreachable: nothing listens on the gateway.
                 Some(Err(err)) => {
-                    last = format!("no PCP/NAT-PMP server ({err})");
-                    (&mut deadline).await;
-                    break;
+                    return Err(Asked::NoAnswer(format!("no PCP/NAT-PMP server ({err})")));
                 }
             };
             match decode(buf.get(..len).unwrap_or_default()) {
@@ -403,7 +579,7 @@ async fn exchange<T>(
             }
         }
     }
-    Err(Asked::NoAnswer(last))
+    Err(Asked::NoAnswer("no answer".into()))
 }
 
 async fn pcp_map(
@@ -471,6 +647,12 @@ async fn delete_all(socket: &UdpSocket, session: &Session) {
                 })
                 .await
             }
+            Method::Upnp => match &session.igd {
+                Some(igd) => upnp_delete(igd, want, held.granted.external_port)
+                    .await
+                    .map(|()| held.granted),
+                None => Err(Asked::Unsupported),
+            },
         };
         match result {
             Ok(_) => log::info!(

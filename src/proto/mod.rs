@@ -26,4 +26,5 @@ pub mod key;
 mod noise;
 pub mod portmap;
 pub mod stun;
+pub mod upnp;
 pub mod websocket;

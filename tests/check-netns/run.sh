@@ -333,23 +333,24 @@ case_double_nat_stale() {
 }
 
 # Case 7: double NAT, the upstream router runs miniupnpd (UPnP IGD and NAT-PMP/PCP,
-# nftables backend) and tinyderp runs with --port-mapping: the mappings appear in
+# nftables backend) and tinyderp runs with --$case: the mappings appear in
 # miniupnpd's nft chains, a client on the internet logs in and gets STUN answers through
 # them, the check names them, and they are gone once tinyderp stops.
-case_port_mapping() {
+portmap_case() {
+	local case=$1 natpmp=$2 method=$3
 	if ! command -v miniupnpd >/dev/null; then
-		echo "SKIPPED: port-mapping (miniupnpd not installed)"
+		echo "SKIPPED: $case (miniupnpd not installed)"
 		return
 	fi
 	# miniupnpd refuses to forward to a reserved external address (documentation ranges
 	# included), so here the upstream WAN holds 11.0.0.10: it exists only inside these
 	# namespaces, which have no route out.
-	double_nat_line 11.0.0.10 11.0.0.1 && dns A=11.0.0.10 && firewall open || { fail "port-mapping: setup"; return; }
+	double_nat_line 11.0.0.10 11.0.0.1 && dns A=11.0.0.10 && firewall open || { fail "$case: setup"; return; }
 	cat >"$work/miniupnpd.conf" <<CONF
 ext_ifname=wan1
 listening_ip=lan0
 http_port=0
-enable_natpmp=yes
+enable_natpmp=$natpmp
 enable_upnp=yes
 secure_mode=yes
 system_uptime=yes
@@ -366,31 +367,31 @@ CONF
 	pids+=($!)
 	local i
 	for i in $(seq 50); do
-		in_ns "$tag-up" ss -lun | grep -q ':5351 ' && break
+		grep -q "HTTP listening on port" "$work/miniupnpd.log" && break
 		sleep 0.1
 	done
-	if outside_connect 11.0.0.10; then fail "port-mapping: TCP 8443 open before any mapping"; else ok "port-mapping: nothing forwarded before tinyderp asks"; fi
-	start_relay --port-mapping || { fail "port-mapping: relay start"; cat "$work/miniupnpd.log"; return; }
+	if outside_connect 11.0.0.10; then fail "$case: TCP 8443 open before any mapping"; else ok "$case: nothing forwarded before tinyderp asks"; fi
+	start_relay --port-mapping || { fail "$case: relay start"; cat "$work/miniupnpd.log"; return; }
 	for i in $(seq 100); do
 		grep -q "port mapping: " "$work/relay.log" && break
 		sleep 0.1
 	done
-	if grep -q "port mapping: .* on gateway 192.168.1.1: 11.0.0.10 TCP 8443 -> 8443, UDP 3478 -> 3478" "$work/relay.log"; then
-		ok "port-mapping: relay logged $(grep -o 'port mapping: [A-Z-]* on' "$work/relay.log" | head -1)"
+	if grep -q "port mapping: $method on gateway 192.168.1.1: 11.0.0.10 TCP 8443 -> 8443, UDP 3478 -> 3478" "$work/relay.log"; then
+		ok "$case: relay logged the $method mapping of TCP 8443 and UDP 3478"
 	else
-		fail "port-mapping: no mapping logged"; cat "$work/relay.log" "$work/miniupnpd.log"
+		fail "$case: no mapping logged"; cat "$work/relay.log" "$work/miniupnpd.log"
 	fi
 	local rules
 	rules=$(in_ns "$tag-up" nft list table inet filter)
 	# miniupnpd matches the IPv4 protocol byte raw: @nh,72,8 0x6 is TCP, 0x11 UDP.
 	if grep -q '@nh,72,8 0x6 th dport 8443 dnat ip to 192.168.1.2:8443' <<<"$rules" &&
 		grep -q '@nh,72,8 0x11 th dport 3478 dnat ip to 192.168.1.2:3478' <<<"$rules"; then
-		ok "port-mapping: miniupnpd's nft chain holds the TCP 8443 and UDP 3478 forwards"
+		ok "$case: miniupnpd's nft chain holds the TCP 8443 and UDP 3478 forwards"
 	else
-		fail "port-mapping: forwards missing from miniupnpd's nft table"; echo "$rules"
+		fail "$case: forwards missing from miniupnpd's nft table"; echo "$rules"
 	fi
 	check_flags=(--port-mapping --check-stun-server 198.51.100.7:3478)
-	run_check port-mapping 1 portmap=ok:"11.0.0.10 TCP 8443 -> 8443, UDP 3478 -> 3478" \
+	run_check "$case" 1 portmap=ok:"11.0.0.10 TCP 8443 -> 8443, UDP 3478 -> 3478" \
 		wan-ipv4=ok:"port mapping" outside=ok:"11.0.0.10" records=ok
 	# A client on the internet: the check's own DERP clients (pinned TLS, two logins, one
 	# relayed packet) and STUN request, run from the internet namespace.
@@ -403,32 +404,39 @@ CONF
 import json, sys
 doc = json.load(open(sys.argv[1]))
 print(" ".join(s["status"] + ": " + s["detail"] for s in doc["steps"] if s["step"] == sys.argv[2]))' "$work/outside.json" "$step")
-		if [[ $got == ok:* ]]; then ok "port-mapping: from the internet, $step through the mapping: ${got#ok: }"; else fail "port-mapping: from the internet, $step: $got"; fi
+		if [[ $got == ok:* ]]; then ok "$case: from the internet, $step through the mapping: ${got#ok: }"; else fail "$case: from the internet, $step: $got"; fi
 	done
 	local metrics
 	metrics=$(fetch /debug/varz)
 	if grep -qx 'tinyderp_portmap_external_port{proto="tcp"} 8443' <<<"$metrics" && grep -qx 'tinyderp_portmap_external_port{proto="udp"} 3478' <<<"$metrics"; then
-		ok "port-mapping: metrics export the external ports"
+		ok "$case: metrics export the external ports"
 	else
-		fail "port-mapping: metrics lack the external ports"
+		fail "$case: metrics lack the external ports"
 	fi
-	if fetch / | grep -q "Port mapping"; then ok "port-mapping: status page shows the mapping"; else fail "port-mapping: status page lacks the mapping"; fi
+	if fetch / | grep -q "Port mapping"; then ok "$case: status page shows the mapping"; else fail "$case: status page lacks the mapping"; fi
 	# Stop: the mappings are deleted.
 	stop_relay
 	rules=$(in_ns "$tag-up" nft list table inet filter)
 	if grep -q "dport 8443\|dport 3478" <<<"$rules"; then
-		fail "port-mapping: forwards left behind after stop"; echo "$rules"
+		fail "$case: forwards left behind after stop"; echo "$rules"
 	else
-		ok "port-mapping: miniupnpd's nft chains are empty after tinyderp stopped"
+		ok "$case: miniupnpd's nft chains are empty after tinyderp stopped"
 	fi
 	if grep -q "port mapping: deleted TCP 8443" "$work/relay.log" && grep -q "port mapping: deleted UDP 3478" "$work/relay.log"; then
-		ok "port-mapping: relay logged both deletions"
+		ok "$case: relay logged both deletions"
 	else
-		fail "port-mapping: deletions not logged"; cat "$work/relay.log"
+		fail "$case: deletions not logged"; cat "$work/relay.log"
 	fi
-	if outside_connect 11.0.0.10; then fail "port-mapping: TCP 8443 still reachable after stop"; else ok "port-mapping: TCP 8443 closed from the internet after stop"; fi
-	if [ -e "$work/state/portmap.json" ]; then fail "port-mapping: record left in the state dir"; else ok "port-mapping: record removed on stop"; fi
+	if outside_connect 11.0.0.10; then fail "$case: TCP 8443 still reachable after stop"; else ok "$case: TCP 8443 closed from the internet after stop"; fi
+	if [ -e "$work/state/portmap.json" ]; then fail "$case: record left in the state dir"; else ok "$case: record removed on stop"; fi
 }
+
+# Case 7: miniupnpd with PCP and NAT-PMP on: tinyderp maps with PCP.
+case_port_mapping() { portmap_case port-mapping yes PCP; }
+
+# Case 8: miniupnpd with UPnP IGD only: no answer on UDP 5351, tinyderp falls back to
+# SSDP, the device description and SOAP AddPortMapping/DeletePortMapping.
+case_port_mapping_upnp() { portmap_case port-mapping-upnp no "UPnP IGD"; }
 
 # Case 5: public address, right records, but the firewall keeps the ports closed.
 case_firewall() {
@@ -442,7 +450,7 @@ case_firewall() {
 }
 
 # CHECK_NETNS_CASES="double_nat_stale port_mapping" runs only those cases (while working on one).
-for case in ${CHECK_NETNS_CASES:-public stale cgnat double_nat firewall double_nat_stale port_mapping}; do
+for case in ${CHECK_NETNS_CASES:-public stale cgnat double_nat firewall double_nat_stale port_mapping port_mapping_upnp}; do
 	case=case_$case
 	echo "== ${case#case_}"
 	rm -rf "$work/state"
@@ -452,7 +460,7 @@ for case in ${CHECK_NETNS_CASES:-public stale cgnat double_nat firewall double_n
 done
 # docs/troubleshooting.md shows these outputs: they must still be what the check prints
 # (STUN mapped ports and the age of a port mapping differ from run to run).
-for case in public stale cgnat double-nat double-nat-forwarded firewall-closed firewall-ipv4-only double-nat-stale port-mapping; do
+for case in public stale cgnat double-nat double-nat-forwarded firewall-closed firewall-ipv4-only double-nat-stale port-mapping port-mapping-upnp; do
 	if python3 - "$repo/docs/troubleshooting.md" "$out/$case.txt" "$case" <<'PY'; then ok "docs/troubleshooting.md shows the $case output"; else fail "docs/troubleshooting.md differs from the $case output (copy $out/$case.txt)"; fi
 import re, sys
 doc, run, case = open(sys.argv[1]).read(), open(sys.argv[2]).read(), sys.argv[3]
