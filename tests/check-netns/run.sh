@@ -135,7 +135,7 @@ stop_relay() {
 	local pid pids_in i
 	pids_in=()
 	for pid in $(ip netns pids "$tag-rtr"); do
-		[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = tinyderp ] && pids_in+=("$pid")
+		[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$bin" ] && pids_in+=("$pid")
 	done
 	[ ${#pids_in[@]} -gt 0 ] || return 0
 	kill -TERM "${pids_in[@]}"
@@ -363,6 +363,7 @@ upnp_nat_postrouting_chain=postrouting_miniupnpd
 allow 1024-65535 192.168.1.0/24 1024-65535
 deny 0-65535 0.0.0.0/0 0-65535
 CONF
+	rm -f "$work/miniupnpd.pid"
 	in_ns "$tag-up" miniupnpd -d -f "$work/miniupnpd.conf" -P "$work/miniupnpd.pid" >"$work/miniupnpd.log" 2>&1 &
 	pids+=($!)
 	local i
@@ -413,7 +414,9 @@ print(" ".join(s["status"] + ": " + s["detail"] for s in doc["steps"] if s["step
 	else
 		fail "$case: metrics lack the external ports"
 	fi
-	if fetch / | grep -q "Port mapping"; then ok "$case: status page shows the mapping"; else fail "$case: status page lacks the mapping"; fi
+	local page
+	page=$(fetch /)
+	if grep -q "<h2>Port mapping</h2>" <<<"$page"; then ok "$case: status page shows the mapping"; else fail "$case: status page lacks the mapping"; fi
 	# Stop: the mappings are deleted.
 	stop_relay
 	rules=$(in_ns "$tag-up" nft list table inet filter)
@@ -429,6 +432,8 @@ print(" ".join(s["status"] + ": " + s["detail"] for s in doc["steps"] if s["step
 	fi
 	if outside_connect 11.0.0.10; then fail "$case: TCP 8443 still reachable after stop"; else ok "$case: TCP 8443 closed from the internet after stop"; fi
 	if [ -e "$work/state/portmap.json" ]; then fail "$case: record left in the state dir"; else ok "$case: record removed on stop"; fi
+	# miniupnpd runs under timeout in a subshell: stop it by the pid it wrote.
+	[ -s "$work/miniupnpd.pid" ] && kill "$(cat "$work/miniupnpd.pid")" 2>/dev/null
 }
 
 # Case 7: miniupnpd with PCP and NAT-PMP on: tinyderp maps with PCP.
