@@ -6,17 +6,15 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
-use serde::{Deserialize, Serialize};
-
 use super::{Status, Step};
 
 /// File name of the record in the state directory.
-pub const STATE_FILE: &str = "portmap.json";
+pub const STATE_FILE: &str = "portmap.state";
 /// Longest record file read back (a record is a few hundred bytes).
 pub const MAX_STATE_FILE_LEN: u64 = 4096;
 
 /// One port forwarded by the gateway.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MappedPort {
     /// `tcp` (DERP) or `udp` (STUN).
     pub proto: String,
@@ -27,7 +25,7 @@ pub struct MappedPort {
 }
 
 /// The mappings the relay holds (or why it holds none).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortmapRecord {
     /// `PCP` or `NAT-PMP`; empty when no protocol answered.
     pub method: String,
@@ -46,6 +44,69 @@ pub struct PortmapRecord {
 }
 
 impl PortmapRecord {
+    /// The state-file form: one `key value` line per field, `port PROTO EXTERNAL INTERNAL`
+    /// per mapping (a text format of our own: a JSON reader would cost flash).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "method {}", self.method);
+        if let Some(gateway) = self.gateway {
+            let _ = writeln!(out, "gateway {gateway}");
+        }
+        if let Some(ip) = self.external_ip {
+            let _ = writeln!(out, "external_ip {ip}");
+        }
+        for port in &self.ports {
+            let _ = writeln!(
+                out,
+                "port {} {} {}",
+                port.proto, port.external_port, port.internal_port
+            );
+        }
+        if let Some(error) = &self.error {
+            let _ = writeln!(out, "error {}", error.replace('\n', " "));
+        }
+        let _ = writeln!(out, "updated {}", self.updated_unix);
+        let _ = writeln!(out, "expires {}", self.expires_unix);
+        out
+    }
+
+    /// Reads [`PortmapRecord::to_text`] back; `None` for anything else.
+    pub fn from_text(text: &str) -> Option<PortmapRecord> {
+        let mut record = PortmapRecord {
+            method: String::new(),
+            gateway: None,
+            external_ip: None,
+            ports: Vec::new(),
+            error: None,
+            updated_unix: 0,
+            expires_unix: 0,
+        };
+        for line in text.lines() {
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            match key {
+                "method" => record.method = value.to_string(),
+                "gateway" => record.gateway = Some(value.parse().ok()?),
+                "external_ip" => record.external_ip = Some(value.parse().ok()?),
+                "port" => {
+                    let mut fields = value.split(' ');
+                    let proto = fields.next()?.to_string();
+                    let external_port = fields.next()?.parse().ok()?;
+                    let internal_port = fields.next()?.parse().ok()?;
+                    record.ports.push(MappedPort {
+                        proto,
+                        internal_port,
+                        external_port,
+                    });
+                }
+                "error" => record.error = Some(value.to_string()),
+                "updated" => record.updated_unix = value.parse().ok()?,
+                "expires" => record.expires_unix = value.parse().ok()?,
+                _ => return None,
+            }
+        }
+        Some(record)
+    }
+
     /// The external port of the mapping for `proto` (`tcp` or `udp`).
     pub fn external_port(&self, proto: &str) -> Option<u16> {
         self.ports
@@ -169,11 +230,11 @@ mod tests {
             "PCP on gateway 192.168.1.1: 203.0.113.10 TCP 8443 -> 8443, UDP 3479 -> 3478"
         );
         assert_eq!(record.external_port("udp"), Some(3479));
-        let json = serde_json::to_string(&record).unwrap_or_default();
         assert_eq!(
-            serde_json::from_str::<PortmapRecord>(&json).ok(),
+            PortmapRecord::from_text(&record.to_text()),
             Some(record.clone())
         );
+        assert_eq!(PortmapRecord::from_text("port tcp x 1\n"), None);
         let ok = portmap_step(&PortmapView::Record(record.clone()), 1060)
             .unwrap_or_else(|| unreachable!());
         assert_eq!(ok.status, Status::Ok);
@@ -193,6 +254,10 @@ mod tests {
             error: Some("no answer from PCP or NAT-PMP".into()),
             ..mapped()
         };
+        assert_eq!(
+            PortmapRecord::from_text(&failed.to_text()),
+            Some(failed.clone())
+        );
         let step =
             portmap_step(&PortmapView::Record(failed), 1000).unwrap_or_else(|| unreachable!());
         assert_eq!(step.status, Status::Warn);

@@ -283,8 +283,9 @@ pub struct Flags {
     #[argh(switch)]
     pub version: bool,
 
-    /// ask the upstream router (on a double NAT) to forward the DERP and STUN ports here
-    /// with PCP or NAT-PMP, renew the mappings and remove them on stop. Default off.
+    /// ask the router in front (on a double NAT) to forward the DERP and STUN ports here
+    /// with PCP, NAT-PMP or UPnP IGD, renew the mappings and remove them on stop.
+    /// Default off.
     #[argh(switch)]
     pub port_mapping: bool,
 

@@ -454,7 +454,8 @@ pub const OPTIONS: &[OptionSpec] = &[
         script_default: Some("0"),
         default: DefaultValue::Literal("0"),
         valid: Some("1"),
-        summary: "'1' asks the upstream router (double NAT) to forward the DERP and STUN ports with PCP or NAT-PMP, renews the mappings and removes them on stop.",
+        feature: Some("port-mapping"),
+        summary: "'1' asks the router in front (double NAT) to forward the DERP and STUN ports with PCP, NAT-PMP or UPnP IGD, renews the mappings and removes them on stop.",
         ..opt("--port-mapping", Kind::Switch, "bool")
     },
     OptionSpec {

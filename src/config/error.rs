@@ -203,6 +203,8 @@ pub enum Unsupported {
     MeshWith,
     /// https:// admission URLs without the `https-admission` cargo feature.
     HttpsAdmission,
+    /// `--port-mapping` without the `port-mapping` cargo feature.
+    PortMapping,
 }
 
 /// Why a duration was refused.
@@ -310,6 +312,10 @@ impl ConfigError {
                      (run one node per region for now)",
                 ),
                 Unsupported::HttpsAdmission => f.write_str(crate::admit::HTTPS_ADMISSION_DISABLED),
+                Unsupported::PortMapping => f.write_str(
+                    "needs tinyderp built with the port-mapping cargo feature; forward the \
+                     ports on the router in front by hand",
+                ),
             },
             ConfigError::BadUrl { problem, .. } => f.write_str(problem),
             ConfigError::Duration { error, .. } => fmt::Display::fmt(error, f),

@@ -244,6 +244,12 @@ impl Config {
             .map(|text| check_interface_name("--wan-interface", text))
             .transpose()?;
 
+        if flags.port_mapping && !cfg!(feature = "port-mapping") {
+            return Err(ConfigError::Unsupported {
+                flag: "--port-mapping",
+                what: Unsupported::PortMapping,
+            });
+        }
         let check_stun_server = given(&flags.check_stun_server)
             .map(|text| check_host_port("--check-stun-server", text))
             .transpose()?;

@@ -181,6 +181,7 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
         server.derp_map_text()
     );
     owned_tasks.push(ex.spawn(super::check_watch::watch(server.config.clone())));
+    #[cfg(feature = "port-mapping")]
     if server.config.port_mapping {
         owned_tasks.push(ex.spawn(super::portmap::maintain(server.config.clone())));
     }
@@ -208,6 +209,7 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
     log::info!("stopping: telling clients to reconnect later");
     server.stopping.store(true, Ordering::SeqCst);
     drop(owned_tasks); // stops accepting (listeners close), STUN and port-mapping renewal
+    #[cfg(feature = "port-mapping")]
     super::portmap::release(&server.config).await;
     {
         let mut hub = server.hub.lock();

@@ -431,7 +431,7 @@ print(" ".join(s["status"] + ": " + s["detail"] for s in doc["steps"] if s["step
 		fail "$case: deletions not logged"; cat "$work/relay.log"
 	fi
 	if outside_connect 11.0.0.10; then fail "$case: TCP 8443 still reachable after stop"; else ok "$case: TCP 8443 closed from the internet after stop"; fi
-	if [ -e "$work/state/portmap.json" ]; then fail "$case: record left in the state dir"; else ok "$case: record removed on stop"; fi
+	if [ -e "$work/state/portmap.state" ]; then fail "$case: record left in the state dir"; else ok "$case: record removed on stop"; fi
 	# miniupnpd runs under timeout in a subshell: stop it by the pid it wrote.
 	[ -s "$work/miniupnpd.pid" ] && kill "$(cat "$work/miniupnpd.pid")" 2>/dev/null
 }
