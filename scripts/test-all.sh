@@ -33,6 +33,7 @@ stage_rust() {
         cargo fmt --all -- --check &&
         cargo clippy --all-targets --locked -- -D warnings &&
         cargo clippy --all-targets --locked --features https-admission -- -D warnings &&
+        cargo clippy --all-targets --locked --features port-mapping -- -D warnings &&
         cargo build --release --locked &&
         cargo test --locked &&
         cargo test --locked --features https-admission --lib --test admission
@@ -44,7 +45,7 @@ stage_rust() {
 # router and --port-mapping. Needs root (CI runs as root).
 stage_reachability() {
     apt_install iproute2 nftables python3 miniupnpd &&
-        cargo build --release --locked &&
+        cargo build --release --locked --features port-mapping &&
         TINYDERP_BIN="$CARGO_TARGET_DIR/release/tinyderp" bash tests/check-netns/run.sh
 }
 
