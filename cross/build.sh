@@ -27,7 +27,8 @@
 #   TINYDERP_PLAIN=1    build without cross/size-config.toml's panic/location flags
 #   TINYDERP_CROSS_TARGET  cargo target dir (default $TINYDERP_CACHE/cross-target)
 #   TINYDERP_FEATURES   cargo features added to the router build, which has no default
-#                       features (e.g. TINYDERP_FEATURES=tls-client; costs in docs/building.md)
+#                       features but port-mapping (e.g. TINYDERP_FEATURES=tls-client; costs
+#                       in docs/building.md)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -120,8 +121,8 @@ build_one() {
 	cflags_var=CFLAGS_$(printf '%s' "$rust_target" | tr '-' '_')
 	# No default features: tls-client (check's login probe, the mesh dialer) is a host default
 	# that routers leave out unless TINYDERP_FEATURES asks for it.
-	local features=(--no-default-features)
-	[ -n "${TINYDERP_FEATURES:-}" ] && features+=(--features "$TINYDERP_FEATURES")
+	# port-mapping (PCP, NAT-PMP, UPnP IGD for a double NAT) is in every router build.
+	local features=(--no-default-features --features "port-mapping${TINYDERP_FEATURES:+,$TINYDERP_FEATURES}")
 	(cd "$root" && env "$cflags_var=${C_SIZE_FLAGS}" \
 		/usr/bin/cargo zigbuild "${cfg[@]}" --locked --release --target "$rust_target" \
 		"${features[@]}" --bin tinyderp)

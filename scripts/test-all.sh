@@ -34,6 +34,7 @@ stage_rust() {
         cargo clippy --all-targets --locked -- -D warnings &&
         cargo clippy --all-targets --locked --features https-admission -- -D warnings &&
         cargo clippy --all-targets --locked --no-default-features -- -D warnings &&
+        cargo clippy --all-targets --locked --features port-mapping -- -D warnings &&
         cargo build --release --locked &&
         cargo test --locked &&
         cargo test --locked --features https-admission --lib --test admission &&
@@ -42,10 +43,11 @@ stage_rust() {
 
 # `tinyderp check` on home lines built from network namespaces (public address, stale
 # DDNS record, carrier-grade NAT, double NAT, closed firewall) with a local DNS server,
-# and the running relay's own reachability watch. Needs root (CI runs as root).
+# and the running relay's own reachability watch; double NAT with miniupnpd on the upstream
+# router and --port-mapping. Needs root (CI runs as root).
 stage_reachability() {
-    apt_install iproute2 nftables python3 &&
-        cargo build --release --locked &&
+    apt_install iproute2 nftables python3 miniupnpd &&
+        cargo build --release --locked --features port-mapping &&
         TINYDERP_BIN="$CARGO_TARGET_DIR/release/tinyderp" bash tests/check-netns/run.sh
 }
 

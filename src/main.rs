@@ -30,10 +30,17 @@ fn main() -> ExitCode {
             init_logging(config.log_level.min(log::LevelFilter::Warn));
             match tinyderp::net::cert_files::load(&config.cert_source()) {
                 Ok(loaded) => {
-                    println!(
-                        "{}",
-                        tinyderp::derpmap::render_all(&config.derp_map, &loaded.pin)
-                    );
+                    let mut params = config.derp_map.clone();
+                    // With --port-mapping, the ports the gateway forwards to the running relay.
+                    if let Some(record) = config
+                        .port_mapping
+                        .then(|| tinyderp::net::portmap::read_record(&config.state_dir).ok())
+                        .flatten()
+                    {
+                        params.derp_port = record.external_port("tcp").unwrap_or(params.derp_port);
+                        params.stun_port = record.external_port("udp").or(params.stun_port);
+                    }
+                    println!("{}", tinyderp::derpmap::render_all(&params, &loaded.pin));
                     let peers: Vec<tinyderp::derpmap::RegionPeer> = config
                         .mesh_peers
                         .iter()
@@ -44,7 +51,7 @@ fn main() -> ExitCode {
                         })
                         .collect();
                     if let Some(region) =
-                        tinyderp::derpmap::render_region(&config.derp_map, &loaded.pin, &peers)
+                        tinyderp::derpmap::render_region(&params, &loaded.pin, &peers)
                     {
                         println!("\n{region}");
                     }

@@ -108,6 +108,28 @@ pub fn default_route_v4(proc_net_route: &str) -> Option<String> {
     })
 }
 
+/// The IPv4 default gateway (where PCP/NAT-PMP requests go), from `/proc/net/route` text.
+/// The kernel prints the network-order address as a native-endian hex word, so the bytes
+/// are swapped back on little-endian hosts.
+pub fn default_gateway_v4(proc_net_route: &str) -> Option<std::net::Ipv4Addr> {
+    proc_net_route.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let destination = fields.get(1)?;
+        let gateway = fields.get(2)?;
+        let mask = fields.get(7)?;
+        if *destination != "00000000" || *mask != "00000000" {
+            return None;
+        }
+        let raw = u32::from_str_radix(gateway, 16).ok()?;
+        let ip = std::net::Ipv4Addr::from(if cfg!(target_endian = "little") {
+            raw.swap_bytes()
+        } else {
+            raw
+        });
+        (!ip.is_unspecified()).then_some(ip)
+    })
+}
+
 /// The interface holding the IPv6 default route, from `/proc/net/ipv6_route` text.
 pub fn default_route_v6(proc_net_ipv6_route: &str) -> Option<String> {
     proc_net_ipv6_route.lines().find_map(|line| {

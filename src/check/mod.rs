@@ -8,6 +8,7 @@
 
 pub mod addr;
 pub mod firewall;
+pub mod portmap;
 #[cfg(test)]
 mod tests;
 
@@ -18,6 +19,7 @@ use serde::Serialize;
 
 pub use addr::{classify_v4, classify_v6, V4Class, V6Class};
 pub use firewall::{FirewallVerdict, Proto};
+pub use portmap::{PortmapRecord, PortmapView};
 
 /// The outcome of one step. The order is the severity order (the worst step decides the
 /// exit status).
@@ -264,6 +266,38 @@ pub struct Observations {
     pub stun: Vec<(IpAddr, StunProbe)>,
     /// Admission is restricted and the check has no mesh key, so its logins may be refused.
     pub admission_restricted: bool,
+    /// What an outside STUN server (`--check-stun-server`) says our public address is.
+    pub outside: Option<OutsideView>,
+    /// The running relay's port mappings on the upstream gateway (`--port-mapping`).
+    pub portmap: PortmapView,
+    /// Unix time of the check (to tell an expired mapping record).
+    pub now_unix: u64,
+}
+
+/// The line's public address as a STUN server outside sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutsideView {
+    /// The server asked, as configured (`HOST:PORT`).
+    pub server: String,
+    /// The mapped address it answered with, or why there is none.
+    pub seen: Result<SocketAddr, String>,
+}
+
+impl Observations {
+    /// Whether the running relay holds unexpired port mappings on the upstream gateway.
+    fn portmap_held(&self) -> bool {
+        matches!(&self.portmap, PortmapView::Record(record)
+            if !record.ports.is_empty() && record.expires_unix > self.now_unix)
+    }
+
+    /// The public IPv4 address the outside STUN server reported, if it did.
+    fn outside_v4(&self) -> Option<IpAddr> {
+        self.outside
+            .as_ref()
+            .and_then(|view| view.seen.as_ref().ok())
+            .map(SocketAddr::ip)
+            .filter(IpAddr::is_ipv4)
+    }
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
@@ -287,6 +321,12 @@ pub fn evaluate(obs: &Observations) -> Report {
     }
     steps.push(wan_v4_step(obs));
     steps.push(wan_v6_step(obs, &records));
+    if let Some(view) = &obs.outside {
+        steps.push(outside_step(view));
+    }
+    if let Some(step) = portmap::portmap_step(&obs.portmap, obs.now_unix) {
+        steps.push(step);
+    }
     steps.push(firewall_step(obs));
     steps.push(derp_step(obs, &records));
     steps.push(stun_step(obs, &records));
@@ -363,10 +403,13 @@ fn records_step(obs: &Observations, records: &[IpAddr]) -> Step {
     let mut fine = Vec::new();
     let best_v4 = wan.best_v4();
     let global_v6 = wan.global_v6();
+    let outside_v4 = obs.outside_v4();
     for ip in records {
         let local = wan.local.contains(ip);
         match ip {
             _ if local => fine.push(*ip),
+            IpAddr::V4(_) if outside_v4 == Some(*ip) => fine.push(*ip),
+            IpAddr::V4(_) if outside_v4.is_some() => stale.push(*ip),
             IpAddr::V4(_) => match best_v4 {
                 Some((_, V4Class::Public)) | None => stale.push(*ip),
                 Some(_) if reached_here(obs, *ip) => fine.push(*ip),
@@ -383,6 +426,10 @@ fn records_step(obs: &Observations, records: &[IpAddr]) -> Step {
             }
         }
     }
+    let wan_desc = match outside_v4 {
+        Some(seen) => format!("{wan_desc}; seen from outside as {seen}"),
+        None => wan_desc,
+    };
     if !stale.is_empty() {
         return Step::new(
             "records",
@@ -413,6 +460,27 @@ fn records_step(obs: &Observations, records: &[IpAddr]) -> Step {
         format!("every record is this line's address: {}", join(&fine)),
         None,
     )
+}
+
+fn outside_step(view: &OutsideView) -> Step {
+    match &view.seen {
+        Ok(mapped) => Step::new(
+            "outside",
+            Status::Ok,
+            format!(
+                "STUN server {} sees this line as {}",
+                view.server,
+                mapped.ip()
+            ),
+            None,
+        ),
+        Err(why) => Step::new(
+            "outside",
+            Status::Warn,
+            format!("STUN server {} did not answer: {why}", view.server),
+            Some("check --check-stun-server (HOST:PORT of a STUN server on the internet)".into()),
+        ),
+    }
 }
 
 fn derp_ports(obs: &Observations) -> String {
@@ -449,6 +517,12 @@ fn wan_v4_step(obs: &Observations) -> Step {
             } else {
                 "get IPv6 from the ISP or ask for a public IPv4 address; a relay behind CGNAT is unreachable".into()
             }),
+        ),
+        Some((ip, V4Class::Private)) if obs.portmap_held() => Step::new(
+            "wan-ipv4",
+            Status::Ok,
+            format!("double NAT: WAN IPv4 {ip} is private, and the router in front forwards the ports here by port mapping"),
+            None,
         ),
         Some((ip, V4Class::Private)) => Step::new(
             "wan-ipv4",

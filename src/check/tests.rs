@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::addr::{default_route_v4, default_route_v6};
+use super::addr::{default_gateway_v4, default_route_v4, default_route_v6};
 use super::firewall::{judge, Packet};
 use super::*;
 
@@ -59,6 +59,9 @@ fn healthy(records: &[IpAddr], wan: WanView) -> Observations {
             .map(|ip| (*ip, StunProbe::Mapped(SocketAddr::new(*ip, 40000))))
             .collect(),
         admission_restricted: false,
+        outside: None,
+        portmap: super::PortmapView::Off,
+        now_unix: 0,
     }
 }
 
@@ -108,6 +111,21 @@ fn default_routes_from_proc() {
                  wan0\t00000000\t010071CB\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
     assert_eq!(default_route_v4(route).as_deref(), Some("wan0"));
     assert_eq!(default_route_v4("Iface\tDestination\n"), None);
+    let gateway = if cfg!(target_endian = "little") {
+        "0101A8C0"
+    } else {
+        "C0A80101"
+    };
+    let table = format!(
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+        lan0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n\
+        wan0\t00000000\t{gateway}\t0003\t0\t0\t0\t00000000\n"
+    );
+    assert_eq!(
+        default_gateway_v4(&table),
+        Some(std::net::Ipv4Addr::new(192, 168, 1, 1))
+    );
+    assert_eq!(default_gateway_v4("Iface\tDestination\n"), None);
     let route6 = "20010db8000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     wan0\n\
                   00000000000000000000000000000000 00 00000000000000000000000000000000 00 20010db8000000000000000000000001 00000400 00000001 00000000 00000003     wan0\n";
     assert_eq!(default_route_v6(route6).as_deref(), Some("wan0"));

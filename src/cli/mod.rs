@@ -297,4 +297,15 @@ pub struct Flags {
     /// print the version and exit.
     #[argh(switch)]
     pub version: bool,
+
+    /// ask the router in front (on a double NAT) to forward the DERP and STUN ports here
+    /// with PCP, NAT-PMP or UPnP IGD, renew the mappings and remove them on stop.
+    /// Default off.
+    #[argh(switch)]
+    pub port_mapping: bool,
+
+    /// a STUN server on the internet (HOST:PORT) that `tinyderp check` and the
+    /// reachability watch ask for this line's public address. Default none.
+    #[argh(option, arg_name = "HOST:PORT")]
+    pub check_stun_server: Option<String>,
 }

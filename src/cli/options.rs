@@ -463,6 +463,20 @@ pub const OPTIONS: &[OptionSpec] = &[
         ..opt("--version", Kind::CommandLineOnly, "")
     },
     OptionSpec {
+        script_default: Some("0"),
+        default: DefaultValue::Literal("0"),
+        valid: Some("1"),
+        feature: Some("port-mapping"),
+        summary: "'1' asks the router in front (double NAT) to forward the DERP and STUN ports with PCP, NAT-PMP or UPnP IGD, renews the mappings and removes them on stop.",
+        ..opt("--port-mapping", Kind::Switch, "bool")
+    },
+    OptionSpec {
+        valid: Some("stun.example.net:3478"),
+        invalid: Some("stun.example.net"),
+        summary: "A STUN server on the internet (HOST:PORT) that tinyderp check and the reachability watch ask for this line's public address.",
+        ..opt("--check-stun-server", Kind::Value, "string")
+    },
+    OptionSpec {
         summary: "Print the help and exit.",
         ..opt("--help", Kind::CommandLineOnly, "")
     },

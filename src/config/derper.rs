@@ -86,6 +86,8 @@ pub(crate) const KNOWN_FLAGS: &[(&str, &str, Arity)] = &[
     ("version", "--version", Arity::Switch),
     ("h", "--help", Arity::Switch),
     ("help", "--help", Arity::Switch),
+    ("port-mapping", "--port-mapping", Arity::Switch),
+    ("check-stun-server", "--check-stun-server", Arity::Value),
 ];
 
 /// Rewrites Go-style spellings into the `--long value` form argh parses:

@@ -153,6 +153,8 @@ pub enum Want {
     MeshPin,
     /// A name that `--mesh-with` lists (for a `--mesh-pin`).
     MeshPinPeer,
+    /// `HOST:PORT` or `[IPv6]:PORT`.
+    HostPort,
 }
 
 /// A numeric bound, for [`ConfigError::OutOfRange`].
@@ -215,6 +217,8 @@ pub enum Unsupported {
     HttpsAdmission,
     /// Dialing mesh peers (`--mesh-with`) without the `tls-client` cargo feature.
     MeshDialer,
+    /// `--port-mapping` without the `port-mapping` cargo feature.
+    PortMapping,
 }
 
 /// Why a duration was refused.
@@ -319,6 +323,10 @@ impl ConfigError {
             ConfigError::Unsupported { what, .. } => match what {
                 Unsupported::HttpsAdmission => f.write_str(crate::admit::HTTPS_ADMISSION_DISABLED),
                 Unsupported::MeshDialer => f.write_str(MESH_DIALER_DISABLED),
+                Unsupported::PortMapping => f.write_str(
+                    "needs tinyderp built with the port-mapping cargo feature; forward the \
+                     ports on the router in front by hand",
+                ),
             },
             ConfigError::BadUrl { problem, .. } => f.write_str(problem),
             ConfigError::Duration { error, .. } => fmt::Display::fmt(error, f),
@@ -341,6 +349,9 @@ impl fmt::Display for Want {
         use super::{MAX_MAX_CLIENTS, MAX_REGION_ID, MIN_REGION_ID};
         match self {
             Want::Port => f.write_str("a port number (use 1-65535)"),
+            Want::HostPort => {
+                f.write_str("HOST:PORT (e.g. stun.example.net:3478 or [2001:db8::1]:3478)")
+            }
             Want::InterfaceName => f.write_str(
                 "an interface name (1-15 characters, no spaces or '/'; e.g. eth1, pppoe-wan)",
             ),

@@ -37,10 +37,10 @@ pub use limits::{parse_rate_config, AcceptRate, ByteRate, Limits, RateConfigErro
 pub use values::{parse_bytes, parse_go_bool, parse_go_duration, parse_listen_addr};
 
 use cidr::canonical_ip;
-use error::{Bound, Rule, Want};
+use error::{Bound, Rule, Unsupported, Want};
 use values::{
-    bounded_list, check_hostname, check_interface_name, check_label, given, not_a, parse_decimal,
-    parse_ip, parse_listen_port, parse_log_level, parse_port, parse_port_or_off,
+    bounded_list, check_host_port, check_hostname, check_interface_name, check_label, given, not_a,
+    parse_decimal, parse_ip, parse_listen_port, parse_log_level, parse_port, parse_port_or_off,
     parse_tcp_duration,
 };
 
@@ -154,6 +154,11 @@ pub struct Config {
     pub tcp_user_timeout: Option<Duration>,
     /// `--dev` was given (loopback demo).
     pub dev: bool,
+    /// `--port-mapping`: ask the upstream gateway to forward the DERP and STUN ports.
+    pub port_mapping: bool,
+    /// `--check-stun-server`: an outside STUN server (`HOST:PORT`) the check asks for our
+    /// public address.
+    pub check_stun_server: Option<String>,
     /// Who may use the relay.
     pub admit: AdmitPolicy,
     /// Uplink limits.
@@ -251,6 +256,15 @@ impl Config {
             .map(|text| check_interface_name("--wan-interface", text))
             .transpose()?;
 
+        if flags.port_mapping && !cfg!(feature = "port-mapping") {
+            return Err(ConfigError::Unsupported {
+                flag: "--port-mapping",
+                what: Unsupported::PortMapping,
+            });
+        }
+        let check_stun_server = given(&flags.check_stun_server)
+            .map(|text| check_host_port("--check-stun-server", text))
+            .transpose()?;
         let derp_map = parse_derp_map(flags, &hostname, listen.port(), stun_port)?;
 
         let log_level = match given(&flags.log_level) {
@@ -312,6 +326,8 @@ impl Config {
             tcp_keepalive,
             tcp_user_timeout,
             dev,
+            port_mapping: flags.port_mapping,
+            check_stun_server,
             admit: admission::parse_admit(flags)?,
             limits: limits::parse_limits(flags)?,
         })

@@ -110,14 +110,19 @@ fn every_valid_example_is_accepted() {
             continue;
         };
         let args = command_line(spec, valid);
-        let wants_feature = spec
-            .feature
-            .is_some_and(|feature| feature == "https-admission")
-            && !cfg!(feature = "https-admission");
+        let wants_feature = spec.feature.filter(|feature| match *feature {
+            "https-admission" => !cfg!(feature = "https-admission"),
+            "port-mapping" => !cfg!(feature = "port-mapping"),
+            _ => false,
+        });
         match check(&args) {
-            Ok(_) => assert!(!wants_feature, "{args:?} accepted without the feature"),
-            Err(err) if wants_feature => {
-                assert!(err.contains("https-admission cargo feature"), "{err}")
+            Ok(_) => assert!(
+                wants_feature.is_none(),
+                "{args:?} accepted without the feature"
+            ),
+            Err(err) if wants_feature.is_some() => {
+                let feature = wants_feature.unwrap_or_default();
+                assert!(err.contains(&format!("{feature} cargo feature")), "{err}")
             }
             Err(err) => panic!("{args:?}: {err}"),
         }

@@ -105,6 +105,29 @@ pub(super) fn check_interface_name(flag: &'static str, text: &str) -> Result<Str
     }
 }
 
+/// Checks `HOST:PORT` (a DNS name or IPv4 address, or `[IPv6]`, and a port 1-65535);
+/// the name is resolved when it is used.
+pub(super) fn check_host_port(flag: &'static str, text: &str) -> Result<String, ConfigError> {
+    let usable = text.rsplit_once(':').is_some_and(|(host, port)| {
+        let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => {
+                !host.is_empty()
+                    && host.len() <= 253
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            }
+        };
+        host_ok && port.parse::<u16>().is_ok_and(|port| port != 0)
+    });
+    if usable {
+        Ok(String::from(text))
+    } else {
+        Err(not_a(flag, text, Want::HostPort))
+    }
+}
+
 /// Parses an IPv4 or IPv6 address.
 pub(super) fn parse_ip(flag: &'static str, text: &str) -> Result<IpAddr, ConfigError> {
     IpAddr::from_str(text).map_err(|_| not_a(flag, text, Want::IpAddr))

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use crate::check::addr::{default_route_v4, default_route_v6};
 use crate::check::firewall::{judge, Packet};
-use crate::check::{evaluate, DerpProbe, Observations, Proto, Report, StunProbe, WanView};
+use crate::check::{
+    evaluate, DerpProbe, Observations, OutsideView, PortmapView, Proto, Report, StunProbe, WanView,
+};
 #[cfg(feature = "tls-client")]
 use crate::client::{Client, ClientConfig, ServerMessage, TlsVerify};
 use crate::config::Config;
@@ -105,7 +107,28 @@ pub async fn observe(config: &Config) -> Observations {
             stun.push((*ip, stun_probe(SocketAddr::new(*ip, port)).await));
         }
     }
+    let outside = match &config.check_stun_server {
+        Some(server) => Some(OutsideView {
+            server: server.clone(),
+            seen: outside_stun(server).await,
+        }),
+        None => None,
+    };
+    let portmap = if config.port_mapping {
+        match super::portmap::read_record(&config.state_dir) {
+            Ok(record) => PortmapView::Record(record),
+            Err(why) => PortmapView::NoRecord(why),
+        }
+    } else {
+        PortmapView::Off
+    };
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
     Observations {
+        outside,
+        portmap,
+        now_unix,
         hostname,
         derp_port: map.derp_port,
         stun_port: map.stun_port,
@@ -383,6 +406,24 @@ async fn relay_through(
 }
 
 /// One STUN binding request (resent on loss) to `addr`; the mapped address it reports.
+/// Our public IPv4 address as the outside STUN server `HOST:PORT` sees it.
+async fn outside_stun(server: &str) -> Result<SocketAddr, String> {
+    let owned = server.to_string();
+    let lookup = smol::unblock(move || {
+        owned
+            .to_socket_addrs()
+            .map(|addrs| addrs.filter(SocketAddr::is_ipv4).collect::<Vec<_>>())
+    });
+    let addrs = with_timeout(DNS_TIMEOUT, "resolving the STUN server", lookup)
+        .await
+        .map_err(|err| err.to_string())?;
+    let addr = addrs
+        .first()
+        .copied()
+        .ok_or_else(|| format!("{server} has no IPv4 address"))?;
+    stun_exchange(addr).await.map_err(|err| err.to_string())
+}
+
 async fn stun_probe(addr: SocketAddr) -> StunProbe {
     match stun_exchange(addr).await {
         Ok(mapped) => StunProbe::Mapped(mapped),

@@ -192,6 +192,7 @@ pub(crate) fn render_metrics(server: &Server) -> String {
     super::websocket::render_metrics(&mut out);
     super::check_watch::render_metrics(&mut out);
     super::mesh::render_metrics(server, &mut out);
+    super::portmap::render_metrics(&mut out);
     out
 }
 
@@ -221,6 +222,7 @@ fn home_page(server: &Server, head: &RequestHead, peer: SocketAddr) -> Vec<u8> {
     }
     page.push_str(&super::check_watch::status_html(detailed));
     page.push_str(&super::mesh::status_html(server, detailed));
+    page.push_str(&super::portmap::status_html(detailed));
     let _ = write!(
         page,
         "<h2>DERP map</h2>\n<pre>{}</pre>\n</body></html>\n",

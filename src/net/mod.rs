@@ -23,6 +23,7 @@ mod mesh;
 mod mesh_status;
 mod metrics;
 mod pacing;
+pub mod portmap;
 mod run;
 mod server;
 mod session;

@@ -184,6 +184,10 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
     );
     owned_tasks.push(ex.spawn(super::check_watch::watch(server.config.clone())));
     owned_tasks.extend(super::mesh::start(&server, &ex));
+    #[cfg(feature = "port-mapping")]
+    if server.config.port_mapping {
+        owned_tasks.push(ex.spawn(super::portmap::maintain(server.config.clone())));
+    }
     owned_tasks.push(ex.spawn(accept::accept_loop(
         server.clone(),
         derp_listener,
@@ -207,7 +211,9 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
     }
     log::info!("stopping: telling clients to reconnect later");
     server.stopping.store(true, Ordering::SeqCst);
-    drop(owned_tasks); // stops accepting (listeners close) and STUN
+    drop(owned_tasks); // stops accepting (listeners close), STUN and port-mapping renewal
+    #[cfg(feature = "port-mapping")]
+    super::portmap::release(&server.config).await;
     {
         let mut hub = server.hub.lock();
         let Hub { relay, actions, .. } = &mut *hub;

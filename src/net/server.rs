@@ -58,7 +58,13 @@ pub(crate) struct Server {
 
 impl Server {
     /// The DERP map snippets for this server, as text (log, home page, `derpmap`).
+    /// With `--port-mapping`, the public ports are the ones the gateway forwards here.
     pub fn derp_map_text(&self) -> String {
-        crate::derpmap::render_all(&self.config.derp_map, &self.tls.resolver.pin())
+        let mut params = self.config.derp_map.clone();
+        if let Some((derp, stun)) = super::portmap::mapped_ports() {
+            params.derp_port = derp.unwrap_or(params.derp_port);
+            params.stun_port = stun.or(params.stun_port);
+        }
+        crate::derpmap::render_all(&params, &self.tls.resolver.pin())
     }
 }

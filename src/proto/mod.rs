@@ -24,5 +24,7 @@ pub mod http;
 pub mod key;
 #[cfg(test)]
 mod noise;
+pub mod portmap;
 pub mod stun;
+pub mod upnp;
 pub mod websocket;

@@ -3,7 +3,8 @@
 # an "internet" namespace with the DNS server that answers for the DDNS name, and for the
 # NAT cases an ISP carrier-grade NAT or a second home router in between. Every address
 # exists only inside these namespaces (documentation ranges 198.51.100.0/24, 203.0.113.0/24
-# and 2001:db8::/32 stand for the internet). Needs root, ip, nft and python3.
+# and 2001:db8::/32 stand for the internet; the port-mapping case uses 11.0.0.10, see
+# there). Needs root, ip, nft and python3; the port-mapping case also miniupnpd.
 #
 #   TINYDERP_BIN=path/to/tinyderp tests/check-netns/run.sh [OUT_DIR]
 #
@@ -18,6 +19,8 @@ bin=${TINYDERP_BIN:-}
 name=home.example.test
 # Each namespace command is bounded; the whole run takes about a minute.
 step_timeout=60
+# Flags every `tinyderp check` of the current case gets besides --hostname/--state-dir.
+check_flags=()
 
 if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v nft >/dev/null || ! command -v python3 >/dev/null; then
 	echo "SKIPPED: check-netns needs root, ip, nft and python3"
@@ -49,7 +52,7 @@ cleanup() {
 	pids=()
 	namespaces=()
 }
-trap 'cleanup; rm -rf "$work"' EXIT
+trap 'cleanup; [ -n "${CHECK_NETNS_KEEP:-}" ] || rm -rf "$work"' EXIT
 
 ok() { passes=$((passes + 1)); echo "ok   $*"; }
 fail() { failures=$((failures + 1)); echo "FAIL $*"; }
@@ -126,6 +129,22 @@ start_relay() {
 	echo "tinyderp did not start"; cat "$work/relay.log"; return 1
 }
 
+# stop_relay: SIGTERM to the tinyderp processes of the router namespace (the relay this
+# script started there); waits up to 10 s for them to exit.
+stop_relay() {
+	local pid pids_in i
+	pids_in=()
+	for pid in $(ip netns pids "$tag-rtr"); do
+		[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$bin" ] && pids_in+=("$pid")
+	done
+	[ ${#pids_in[@]} -gt 0 ] || return 0
+	kill -TERM "${pids_in[@]}"
+	for i in $(seq 100); do
+		kill -0 "${pids_in[@]}" 2>/dev/null || return 0
+		sleep 0.1
+	done
+}
+
 # outside_connect IP: can the outside host open TCP 8443 at IP? (what a client would see)
 outside_connect() {
 	in_ns "$tag-inet" python3 -c '
@@ -142,9 +161,9 @@ except OSError:
 run_check() {
 	local case=$1 want=$2 code expect step status text got
 	shift 2
-	in_ns "$tag-rtr" "$bin" check --hostname "$name" --state-dir "$work/state" >"$out/$case.txt" 2>&1
+	in_ns "$tag-rtr" "$bin" check --hostname "$name" --state-dir "$work/state" "${check_flags[@]}" >"$out/$case.txt" 2>&1
 	code=$?
-	in_ns "$tag-rtr" "$bin" check --json --hostname "$name" --state-dir "$work/state" >"$out/$case.json" 2>/dev/null
+	in_ns "$tag-rtr" "$bin" check --json --hostname "$name" --state-dir "$work/state" "${check_flags[@]}" >"$out/$case.json" 2>/dev/null
 	sed 's/^/    | /' "$out/$case.txt"
 	if [ "$code" = "$want" ]; then ok "$case: exit $code"; else fail "$case: exit $code, want $want"; fi
 	for expect in "$@"; do
@@ -268,6 +287,162 @@ case_double_nat() {
 	run_check double-nat-forwarded 1 wan-ipv4=warn:"double NAT" records=ok derp=ok stun=ok
 }
 
+# double_nat_line PUBLIC_IP ISP_IP: the double-NAT line of case 4 (router 192.168.1.2
+# behind the upstream router, whose WAN holds PUBLIC_IP/24), without forwards, plus a STUN
+# server on the internet (a second tinyderp at 198.51.100.7) that tells the check the
+# line's public address.
+double_nat_line() {
+	internet && router && new_ns up && link rtr wan0 up lan0 && link up wan1 inet isp0 &&
+		addr rtr wan0 192.168.1.2/24 && addr up lan0 192.168.1.1/24 &&
+		addr up wan1 "$1/24" && addr inet isp0 "$2/24" &&
+		route rtr default via 192.168.1.1 && route up default via "$2" && forwarding up &&
+		in_ns "$tag-up" nft -f - <<'NFT' &&
+table inet filter {
+	chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
+	chain miniupnpd { }
+	chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump prerouting_miniupnpd; }
+	chain prerouting_miniupnpd { }
+	chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump postrouting_miniupnpd; oifname "wan1" masquerade; }
+	chain postrouting_miniupnpd { }
+}
+NFT
+		outside_stun_server
+}
+
+# A STUN server on the internet: a second tinyderp (its name ends in .example, so it does
+# not watch itself) serving STUN on 198.51.100.7:3478.
+outside_stun_server() {
+	in_ns "$tag-inet" "$bin" --hostname stun.example --addr 198.51.100.7:9443 --stun-port 3478 \
+		--state-dir "$work/stun-state" >"$work/stun.log" 2>&1 &
+	pids+=($!)
+	local i
+	for i in $(seq 100); do
+		grep -q "STUN listening" "$work/stun.log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "outside STUN server did not start"; cat "$work/stun.log"; return 1
+}
+
+# Case 6: double NAT and a DDNS record that is not the line's address: without the outside
+# STUN server the check could only say "nothing answered"; with it, the record is stale.
+case_double_nat_stale() {
+	double_nat_line 203.0.113.10 203.0.113.1 && dns A=203.0.113.99 && firewall open && start_relay || { fail "double-nat-stale: setup"; return; }
+	check_flags=(--check-stun-server 198.51.100.7:3478)
+	run_check double-nat-stale 2 outside=ok:"sees this line as 203.0.113.10" records=fail:"stale DDNS record" \
+		records=fail:"seen from outside as 203.0.113.10" wan-ipv4=warn:"double NAT"
+}
+
+# Case 7: double NAT, the upstream router runs miniupnpd (UPnP IGD and NAT-PMP/PCP,
+# nftables backend) and tinyderp runs with --$case: the mappings appear in
+# miniupnpd's nft chains, a client on the internet logs in and gets STUN answers through
+# them, the check names them, and they are gone once tinyderp stops.
+portmap_case() {
+	local case=$1 natpmp=$2 method=$3
+	if ! command -v miniupnpd >/dev/null; then
+		echo "SKIPPED: $case (miniupnpd not installed)"
+		return
+	fi
+	# miniupnpd refuses to forward to a reserved external address (documentation ranges
+	# included), so here the upstream WAN holds 11.0.0.10: it exists only inside these
+	# namespaces, which have no route out.
+	double_nat_line 11.0.0.10 11.0.0.1 && dns A=11.0.0.10 && firewall open || { fail "$case: setup"; return; }
+	cat >"$work/miniupnpd.conf" <<CONF
+ext_ifname=wan1
+listening_ip=lan0
+http_port=0
+enable_natpmp=$natpmp
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b
+upnp_table_name=filter
+upnp_nat_table_name=filter
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+allow 1024-65535 192.168.1.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+CONF
+	rm -f "$work/miniupnpd.pid"
+	in_ns "$tag-up" miniupnpd -d -f "$work/miniupnpd.conf" -P "$work/miniupnpd.pid" >"$work/miniupnpd.log" 2>&1 &
+	pids+=($!)
+	local i
+	for i in $(seq 50); do
+		grep -q "HTTP listening on port" "$work/miniupnpd.log" && break
+		sleep 0.1
+	done
+	if outside_connect 11.0.0.10; then fail "$case: TCP 8443 open before any mapping"; else ok "$case: nothing forwarded before tinyderp asks"; fi
+	start_relay --port-mapping || { fail "$case: relay start"; cat "$work/miniupnpd.log"; return; }
+	for i in $(seq 100); do
+		grep -q "port mapping: " "$work/relay.log" && break
+		sleep 0.1
+	done
+	if grep -q "port mapping: $method on gateway 192.168.1.1: 11.0.0.10 TCP 8443 -> 8443, UDP 3478 -> 3478" "$work/relay.log"; then
+		ok "$case: relay logged the $method mapping of TCP 8443 and UDP 3478"
+	else
+		fail "$case: no mapping logged"; cat "$work/relay.log" "$work/miniupnpd.log"
+	fi
+	local rules
+	rules=$(in_ns "$tag-up" nft list table inet filter)
+	# miniupnpd matches the IPv4 protocol byte raw: @nh,72,8 0x6 is TCP, 0x11 UDP.
+	if grep -q '@nh,72,8 0x6 th dport 8443 dnat ip to 192.168.1.2:8443' <<<"$rules" &&
+		grep -q '@nh,72,8 0x11 th dport 3478 dnat ip to 192.168.1.2:3478' <<<"$rules"; then
+		ok "$case: miniupnpd's nft chain holds the TCP 8443 and UDP 3478 forwards"
+	else
+		fail "$case: forwards missing from miniupnpd's nft table"; echo "$rules"
+	fi
+	check_flags=(--port-mapping --check-stun-server 198.51.100.7:3478)
+	run_check "$case" 1 portmap=ok:"11.0.0.10 TCP 8443 -> 8443, UDP 3478 -> 3478" \
+		wan-ipv4=ok:"port mapping" outside=ok:"11.0.0.10" records=ok
+	# A client on the internet: the check's own DERP clients (pinned TLS, two logins, one
+	# relayed packet) and STUN request, run from the internet namespace.
+	mkdir -p "/etc/netns/$tag-inet"
+	echo "nameserver 198.51.100.53" >"/etc/netns/$tag-inet/resolv.conf"
+	in_ns "$tag-inet" "$bin" check --json --hostname "$name" --state-dir "$work/state" >"$work/outside.json" 2>/dev/null
+	local step
+	for step in derp stun; do
+		got=$(python3 -c '
+import json, sys
+doc = json.load(open(sys.argv[1]))
+print(" ".join(s["status"] + ": " + s["detail"] for s in doc["steps"] if s["step"] == sys.argv[2]))' "$work/outside.json" "$step")
+		if [[ $got == ok:* ]]; then ok "$case: from the internet, $step through the mapping: ${got#ok: }"; else fail "$case: from the internet, $step: $got"; fi
+	done
+	local metrics
+	metrics=$(fetch /debug/varz)
+	if grep -qx 'tinyderp_portmap_external_port{proto="tcp"} 8443' <<<"$metrics" && grep -qx 'tinyderp_portmap_external_port{proto="udp"} 3478' <<<"$metrics"; then
+		ok "$case: metrics export the external ports"
+	else
+		fail "$case: metrics lack the external ports"
+	fi
+	local page
+	page=$(fetch /)
+	if grep -q "<h2>Port mapping</h2>" <<<"$page"; then ok "$case: status page shows the mapping"; else fail "$case: status page lacks the mapping"; fi
+	# Stop: the mappings are deleted.
+	stop_relay
+	rules=$(in_ns "$tag-up" nft list table inet filter)
+	if grep -q "dport 8443\|dport 3478" <<<"$rules"; then
+		fail "$case: forwards left behind after stop"; echo "$rules"
+	else
+		ok "$case: miniupnpd's nft chains are empty after tinyderp stopped"
+	fi
+	if grep -q "port mapping: deleted TCP 8443" "$work/relay.log" && grep -q "port mapping: deleted UDP 3478" "$work/relay.log"; then
+		ok "$case: relay logged both deletions"
+	else
+		fail "$case: deletions not logged"; cat "$work/relay.log"
+	fi
+	if outside_connect 11.0.0.10; then fail "$case: TCP 8443 still reachable after stop"; else ok "$case: TCP 8443 closed from the internet after stop"; fi
+	if [ -e "$work/state/portmap.state" ]; then fail "$case: record left in the state dir"; else ok "$case: record removed on stop"; fi
+	# miniupnpd runs under timeout in a subshell: stop it by the pid it wrote.
+	[ -s "$work/miniupnpd.pid" ] && kill "$(cat "$work/miniupnpd.pid")" 2>/dev/null
+}
+
+# Case 7: miniupnpd with PCP and NAT-PMP on: tinyderp maps with PCP.
+case_port_mapping() { portmap_case port-mapping yes PCP; }
+
+# Case 8: miniupnpd with UPnP IGD only: no answer on UDP 5351, tinyderp falls back to
+# SSDP, the device description and SOAP AddPortMapping/DeletePortMapping.
+case_port_mapping_upnp() { portmap_case port-mapping-upnp no "UPnP IGD"; }
+
 # Case 5: public address, right records, but the firewall keeps the ports closed.
 case_firewall() {
 	internet && router && link rtr wan0 inet isp0 &&
@@ -279,20 +454,24 @@ case_firewall() {
 	if outside_connect 203.0.113.10; then fail "firewall: an outside host got through"; else ok "firewall: the kernel really refuses TCP 8443 from outside"; fi
 }
 
-for case in case_public case_stale case_cgnat case_double_nat case_firewall; do
+# CHECK_NETNS_CASES="double_nat_stale port_mapping" runs only those cases (while working on one).
+for case in ${CHECK_NETNS_CASES:-public stale cgnat double_nat firewall double_nat_stale port_mapping port_mapping_upnp}; do
+	case=case_$case
 	echo "== ${case#case_}"
 	rm -rf "$work/state"
+	check_flags=()
 	$case
 	cleanup
 done
 # docs/troubleshooting.md shows these outputs: they must still be what the check prints
-# (STUN mapped ports differ from run to run).
-for case in public stale cgnat double-nat double-nat-forwarded firewall-closed firewall-ipv4-only; do
+# (STUN mapped ports and the age of a port mapping differ from run to run).
+for case in public stale cgnat double-nat double-nat-forwarded firewall-closed firewall-ipv4-only double-nat-stale port-mapping port-mapping-upnp; do
 	if python3 - "$repo/docs/troubleshooting.md" "$out/$case.txt" "$case" <<'PY'; then ok "docs/troubleshooting.md shows the $case output"; else fail "docs/troubleshooting.md differs from the $case output (copy $out/$case.txt)"; fi
 import re, sys
 doc, run, case = open(sys.argv[1]).read(), open(sys.argv[2]).read(), sys.argv[3]
 found = re.search(r"<!-- check-output: " + re.escape(case) + r" -->\n```text\n(.*?)```", doc, re.S)
-mask = lambda text: re.sub(r"(mapped (\[[0-9a-f:]+\]|[0-9.]+)):\d+", r"\1:PORT", text).strip()
+mask = lambda text: re.sub(r"renewed \d+s ago, lives \d+s more", "renewed Ns ago, lives Ns more",
+    re.sub(r"(mapped (\[[0-9a-f:]+\]|[0-9.]+)):\d+", r"\1:PORT", text)).strip()
 sys.exit(0 if found and mask(found.group(1)) == mask(run) else 1)
 PY
 done

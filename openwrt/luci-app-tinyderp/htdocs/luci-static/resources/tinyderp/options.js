@@ -59,7 +59,10 @@ return baseclass.extend({
 		{ name: "tcp_keepalive", kind: "value", datatype: "string", default: "10m", group: "advanced", summary: _("TCP keep-alive period (at least 1s; 0 = off).") },
 		{ name: "tcp_user_timeout", kind: "value", datatype: "string", default: "15s", group: "advanced", summary: _("Linux TCP_USER_TIMEOUT: drop a connection whose sent data stays unacknowledged this long (at most 9h; 0 = kernel default).") },
 		{ name: "mesh_psk_file", kind: "value", datatype: "string", default: null, group: "advanced", summary: _("File holding the 64-hex-digit mesh key shared by the relays of one region.") },
-		{ name: "mesh_with", kind: "value", datatype: "string", default: null, group: "advanced", summary: _("Relays to mesh with (derper syntax): not yet supported by this version, so any value stops the relay from starting.") },
-		{ name: "log_level", kind: "value", datatype: "or(\"error\",\"warn\",\"info\",\"debug\",\"trace\")", default: "info", group: "advanced", summary: _("Log verbosity: error, warn, info, debug or trace.") }
+		{ name: "mesh_with", kind: "list", datatype: "string", default: null, group: "advanced", summary: _("Other relays of the region to dial, in derper syntax (repeatable, comma-separated host[:port], host/dialhost); this server's own name is skipped.") },
+		{ name: "mesh_pin", kind: "list", datatype: "string", default: null, group: "advanced", summary: _("Trust a mesh_with relay by its certificate pin (host=sha256-raw:HEX, repeatable) instead of the system CA roots; needed for self-signed peers.") },
+		{ name: "log_level", kind: "value", datatype: "or(\"error\",\"warn\",\"info\",\"debug\",\"trace\")", default: "info", group: "advanced", summary: _("Log verbosity: error, warn, info, debug or trace.") },
+		{ name: "port_mapping", kind: "switch", datatype: "bool", default: "0", group: "advanced", summary: _("'1' asks the router in front (double NAT) to forward the DERP and STUN ports with PCP, NAT-PMP or UPnP IGD, renews the mappings and removes them on stop.") },
+		{ name: "check_stun_server", kind: "value", datatype: "string", default: null, group: "advanced", summary: _("A STUN server on the internet (HOST:PORT) that tinyderp check and the reachability watch ask for this line's public address.") }
 	]
 });
