@@ -401,6 +401,26 @@ fn http_endpoints_answer_like_derper() {
     assert!(proxied.starts_with("HTTP/1.1 403"), "{proxied}");
 }
 
+/// `tinyderp status` reads the running relay's counters from its status socket in the
+/// state directory (no TLS client needed, so it works in the router builds), and says
+/// what is wrong when no relay runs there.
+#[test]
+fn status_command_reads_the_counters_from_the_status_socket() {
+    let server = TestServer::start(&[]);
+    let state = server.state_dir.path().to_str().unwrap();
+    let _client = server.connect();
+    let (status, stdout, stderr) = run_tinyderp(&["status", "--state-dir", state]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("tinyderp_clients 1"), "{stdout}");
+    assert!(stdout.contains("tinyderp_uptime_seconds"), "{stdout}");
+
+    let empty = tempfile::tempdir().expect("temp dir");
+    let (status, _, stderr) =
+        run_tinyderp(&["status", "--state-dir", empty.path().to_str().unwrap()]);
+    assert!(!status.success());
+    assert!(stderr.contains("is it running?"), "{stderr}");
+}
+
 #[test]
 fn printed_pin_is_sha256_of_served_leaf() {
     let server = TestServer::start(&[]);

@@ -181,7 +181,7 @@ async fn serve_plain_http(server: &Server, mut stream: TcpStream, peer: SocketAd
 }
 
 /// Writes a whole response, flushes and closes our side, all under one deadline.
-async fn write_response<S: AsyncWrite + Unpin>(
+pub(crate) async fn write_response<S: AsyncWrite + Unpin>(
     stream: &mut S,
     response: &[u8],
 ) -> std::io::Result<()> {
@@ -195,7 +195,7 @@ async fn write_response<S: AsyncWrite + Unpin>(
 
 /// Reads until a complete request head is buffered. Returns the head and the bytes that
 /// arrived after it (in fast-start mode, the start of the DERP stream).
-async fn read_head<S: AsyncRead + Unpin>(
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> std::io::Result<(RequestHead, Vec<u8>)> {
     let mut buf = Vec::with_capacity(HEAD_READ_CHUNK);

@@ -44,6 +44,11 @@ const WRITE_BATCH_BYTES: usize = 64 << 10;
 /// are owned by the caller (dropping them stops the dialers).
 pub(crate) fn start(server: &Arc<Server>, ex: &smol::Executor<'static>) -> Vec<smol::Task<()>> {
     let mut tasks = Vec::new();
+    // Without a TLS client the configuration refuses --mesh-with, so there is nothing to
+    // dial; returning here also lets the compiler drop the dialer from router builds.
+    if !cfg!(feature = "tls-client") {
+        return tasks;
+    }
     let mut hub = server.hub.lock();
     for (index, (spec, _)) in server.mesh.peers.iter().enumerate() {
         let Some(id) = hub.relay.mesh_mut().add_peer() else {

@@ -29,6 +29,7 @@ mod server;
 mod session;
 pub(crate) mod statefile;
 pub mod status_fetch;
+mod status_socket;
 mod stun;
 mod websocket;
 

@@ -182,6 +182,16 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
         "paste one of these into your DERP map:\n{}",
         server.derp_map_text()
     );
+    match super::status_socket::bind(&server.config.state_dir) {
+        Ok(listener) => {
+            owned_tasks.push(ex.spawn(super::status_socket::serve(server.clone(), listener)))
+        }
+        // Only `tinyderp status` (and LuCI) need it; the relay serves on without.
+        Err(err) => log::warn!(
+            "cannot create the status socket {}: {err}; `tinyderp status` will not work",
+            super::status_socket::socket_path(&server.config.state_dir).display()
+        ),
+    }
     owned_tasks.push(ex.spawn(super::check_watch::watch(server.config.clone())));
     owned_tasks.extend(super::mesh::start(&server, &ex));
     #[cfg(feature = "port-mapping")]

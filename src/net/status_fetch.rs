@@ -1,74 +1,55 @@
-//! `tinyderp status`: the running relay's counters, read the way an operator's tools may
-//! read them, over loopback TLS (pinned to our own certificate) from `/debug/varz`.
-//! LuCI's rpcd plugin runs it, so the web interface shows live data without scraping
-//! HTML and without an HTTPS client on the router.
+//! `tinyderp status`: the running relay's counters (`/debug/varz`), read from its status
+//! socket in the state directory (see `status_socket`). LuCI's rpcd plugin runs it, so
+//! the web interface shows live data without scraping HTML and without a TLS client.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_rustls::TlsConnector;
-use rustls::pki_types::ServerName;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::unix::UnixStream;
 
-use crate::client::{client_tls_config, TlsVerify};
 use crate::config::Config;
 
-/// The whole exchange (connect, handshake, request, response) must finish within this.
+/// The whole exchange (connect, request, response) must finish within this.
 const FETCH_DEADLINE: Duration = Duration::from_secs(5);
 /// Largest response accepted; the counters are a few KiB.
 const MAX_RESPONSE: u64 = 1 << 20;
 
 /// Fetches `/debug/varz` from the relay `config` describes and returns its body.
 pub fn run(config: &Config) -> io::Result<String> {
-    let cert = super::cert_files::load(&config.cert_source()).map_err(io::Error::other)?;
-    let addr = loopback_of(config.listen);
+    let path = super::status_socket::socket_path(&config.state_dir);
+    let fetch = async {
+        let mut stream = UnixStream::connect(&path).await.map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!(
+                    "cannot reach the relay at {}: {err} (is it running?)",
+                    path.display()
+                ),
+            )
+        })?;
+        stream
+            .write_all(b"GET /debug/varz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: tinyderp-status\r\n\r\n")
+            .await?;
+        stream.flush().await?;
+        let mut raw = Vec::new();
+        (&mut stream)
+            .take(MAX_RESPONSE)
+            .read_to_end(&mut raw)
+            .await?;
+        body_of(&raw)
+    };
     let deadline = async {
         smol::Timer::after(FETCH_DEADLINE).await;
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("no answer from {addr} within {FETCH_DEADLINE:?}"),
+            format!(
+                "no answer from {} within {FETCH_DEADLINE:?}",
+                path.display()
+            ),
         ))
     };
-    smol::block_on(smol::future::or(fetch(addr, &cert.pin), deadline))
-}
-
-/// Where to reach a listener on this machine: its own address, or loopback for a
-/// listener on every interface.
-fn loopback_of(listen: SocketAddr) -> SocketAddr {
-    let ip = match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip == Ipv6Addr::LOCALHOST => IpAddr::V6(ip),
-        other => other,
-    };
-    SocketAddr::new(ip, listen.port())
-}
-
-async fn fetch(addr: SocketAddr, pin: &str) -> io::Result<String> {
-    let tls_config = client_tls_config(&TlsVerify::Pin(pin.to_string()))
-        .map_err(io::Error::other)?
-        .ok_or_else(|| io::Error::other("no TLS configuration"))?;
-    let tcp = smol::net::TcpStream::connect(addr).await?;
-    let name = ServerName::from(addr.ip());
-    let mut tls = TlsConnector::from(Arc::new(tls_config))
-        .connect(name, tcp)
-        .await?;
-    let request = format!(
-        "GET /debug/varz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: tinyderp-status\r\n\r\n"
-    );
-    tls.write_all(request.as_bytes()).await?;
-    tls.flush().await?;
-    let mut raw = Vec::new();
-    let read = (&mut tls).take(MAX_RESPONSE).read_to_end(&mut raw).await;
-    // A server closing without close_notify still sent the whole body.
-    if let Err(err) = read {
-        if raw.is_empty() {
-            return Err(err);
-        }
-    }
-    body_of(&raw)
+    smol::block_on(smol::future::or(fetch, deadline))
 }
 
 /// The body of a `200` response; an error naming the status otherwise.
@@ -87,15 +68,6 @@ fn body_of(raw: &[u8]) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcard_listeners_are_reached_over_loopback() {
-        let at = |s: &str| loopback_of(s.parse().unwrap()).to_string();
-        assert_eq!(at("0.0.0.0:8443"), "127.0.0.1:8443");
-        assert_eq!(at("[::]:443"), "127.0.0.1:443");
-        assert_eq!(at("[::1]:9443"), "[::1]:9443");
-        assert_eq!(at("192.0.2.1:8443"), "192.0.2.1:8443");
-    }
 
     #[test]
     fn only_a_200_gives_a_body() {
