@@ -32,7 +32,7 @@ pub const CHECK_COMMAND: &str = "check";
 /// Option of the check command only: print the report as JSON.
 pub const CHECK_JSON: &str = "--json";
 /// First argument that selects "print the running relay's counters (its /debug/varz,
-/// fetched over loopback TLS pinned to our certificate) and exit"; LuCI's status page
+/// read from the status socket in the state directory) and exit"; LuCI's status page
 /// reads them through the rpcd plugin.
 pub const STATUS_COMMAND: &str = "status";
 
@@ -57,7 +57,8 @@ exits 2; the init script runs it before starting the relay.",
 its public name (DNS records, WAN address class, firewall, DERP and STUN end to\n\
 end) and exits 0 (all OK), 1 (warnings) or 2 (failures).",
     note = "tinyderp status [options] prints the running relay's counters (what\n\
-/debug/varz shows on loopback) and exits 0, or 1 when it is not reachable.",
+/debug/varz shows), read from status.sock in its --state-dir, and exits 0, or 1\n\
+when it is not reachable.",
     note = "Every option is also a UCI option in /etc/config/tinyderp: the flag name\n\
 with _ for - (--stun-port 3478 is option stun_port '3478').",
     note = "Signals: SIGHUP re-reads the certificate and the --rate-config file (other\n\
