@@ -38,7 +38,7 @@ stage_rust() {
         cargo build --release --locked &&
         cargo test --locked &&
         cargo test --locked --features https-admission --lib --test admission &&
-        cargo test --locked --no-default-features --lib -- check:: client::tls:: config::mesh::
+        cargo test --locked --no-default-features --lib -- check:: client::tls:: config::mesh:: config::option_table_tests::
 }
 
 # `tinyderp check` on home lines built from network namespaces (public address, stale
