@@ -42,8 +42,20 @@ failures=0
 passes=0
 
 cleanup() {
-	local pid ns
+	local pid ns i left
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+	# A backgrounded function's $! is its subshell: the relay and DNS server it started
+	# would live on in the deleted namespace (writing into the next case's log), so every
+	# process still in one of our namespaces is stopped by its own pid first.
+	for i in $(seq 50); do
+		left=()
+		for ns in "${namespaces[@]}"; do
+			for pid in $(ip netns pids "$ns" 2>/dev/null); do left+=("$pid"); done
+		done
+		[ ${#left[@]} -gt 0 ] || break
+		kill "${left[@]}" 2>/dev/null
+		sleep 0.1
+	done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
 	for ns in "${namespaces[@]}"; do
 		ip netns del "$ns" 2>/dev/null
