@@ -332,6 +332,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         valid: Some("derp2.example.net:8443,derp3.example.net/10.0.0.3"),
         invalid: Some("derp2.example.net:0"),
         with: &[("mesh_psk_file", "/etc/tinyderp/mesh.key")],
+        feature: Some("tls-client"),
         summary: "Other relays of the region to dial, in derper syntax (repeatable, comma-separated host[:port], host/dialhost); this server's own name is skipped.",
         ..opt("--mesh-with", Kind::List, "string")
     },
@@ -342,6 +343,7 @@ pub const OPTIONS: &[OptionSpec] = &[
             ("mesh_psk_file", "/etc/tinyderp/mesh.key"),
             ("mesh_with", "derp2.example.net"),
         ],
+        feature: Some("tls-client"),
         summary: "Trust a mesh_with relay by its certificate pin (host=sha256-raw:HEX, repeatable) instead of the system CA roots; needed for self-signed peers.",
         ..opt("--mesh-pin", Kind::List, "string")
     },
