@@ -80,7 +80,11 @@ impl Harness {
 
     fn check_actions(&self, actions: &[Action]) {
         for action in actions {
-            let (Action::Wake(id) | Action::Close(id)) = *action;
+            let id = match *action {
+                Action::Wake(id) | Action::Close(id) => id,
+                // No mesh peer is configured here, so nothing may be routed to one.
+                Action::WakeMesh(peer) => panic!("{peer:?} woken without mesh peers"),
+            };
             assert!(
                 self.live.contains(&id),
                 "{action:?} for an unknown connection"
