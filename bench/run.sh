@@ -45,7 +45,7 @@ RAW="$WORK/raw.jsonl"
 : >"$RAW"
 SERVER_PID=""
 cleanup() {
-    stop_server
+    declare -F stop_server >/dev/null && stop_server
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -160,14 +160,14 @@ scenario_round() {
     log "[$rep] $server: idle clients $IDLE_STEPS"
     out="$(load idle --steps "$IDLE_STEPS" --settle 2 --concurrency 32)"
     record "$server" "$rep" "$out"
-    stop_server
+    declare -F stop_server >/dev/null && stop_server
 
     log "[$rep] $server: latency probe alone"
     start_server "$server"
     load wait >/dev/null
     out="$(load relay --pairs 0 --warmup 1 --duration "$DURATION" --quiet)"
     record "$server" "$rep" "$out"
-    stop_server
+    declare -F stop_server >/dev/null && stop_server
 
     for pairs in $PAIRS; do
         log "[$rep] $server: $pairs pairs, 1400 B, $WINDOW in flight per pair"
@@ -219,7 +219,7 @@ instr_run() {
         --cachegrind-out-file="$file"
     load wait --timeout 120 >/dev/null
     load "$@" >/dev/null
-    stop_server
+    declare -F stop_server >/dev/null && stop_server
     instr_total "$file"
 }
 

@@ -16,8 +16,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Ok(Command::DerpMap(_) | Command::Validate(_) | Command::Check { .. }) => {
-            eprintln!("tinyderp-profiled: only serves; use tinyderp for derpmap, validate or check");
+        Ok(
+            Command::DerpMap(_) | Command::Validate(_) | Command::Check { .. } | Command::Status(_),
+        ) => {
+            eprintln!(
+                "tinyderp-profiled: only serves; use tinyderp for derpmap, validate, check or status"
+            );
             ExitCode::from(2)
         }
         Err(exit) => {
