@@ -50,8 +50,13 @@ if [ ! -f "$plugin" ] || [ "$source_c" -nt "$plugin" ]; then
     mv "$plugin.tmp" "$plugin"
 fi
 # A plugin qemu-user cannot load (built without plugin support, API mismatch) fails here.
-if ! out="$(qemu-x86_64 -plugin "$plugin,out=/dev/null" /bin/true 2>&1)"; then
+# Its count goes to a scratch file: the plugin writes a temporary and renames it over the
+# out= path, which would replace /dev/null itself with a regular file.
+probe_dir="$(mktemp -d)"
+if ! out="$(qemu-x86_64 -plugin "$plugin,out=$probe_dir/count" /bin/true 2>&1)"; then
+    rm -rf "$probe_dir"
     log "qemu-user cannot load the plugin: $out"
     exit 1
 fi
+rm -rf "$probe_dir"
 echo "$plugin"
