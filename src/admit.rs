@@ -479,34 +479,90 @@ fn snippet(body: &[u8]) -> String {
     text.trim().replace(|c: char| c.is_control(), " ")
 }
 
-/// Most keys the learn mode remembers having logged.
+/// Most refused keys learn mode remembers (and the status socket lists); when a new key
+/// comes and the record is full, the key seen least recently is forgotten (counted).
 pub const LEARN_MEMORY: usize = 64;
 /// The same refused key is logged again after this long.
 pub const LEARN_REPEAT: Duration = Duration::from_secs(10 * 60);
 
-/// Learn mode's memory: which refused keys were logged recently, so a client that
-/// retries every few seconds produces one line per [`LEARN_REPEAT`], not a flood.
-/// Bounded by [`LEARN_MEMORY`]; the oldest entry is forgotten first.
+/// One node key refused while learn mode was on: what LuCI lists with an Allow button.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedKey {
+    /// The refused node key.
+    pub key: PublicKey,
+    /// Where it last connected from, when known.
+    pub source: Option<IpAddr>,
+    /// The last refusal's metrics label (see [`Refusal::reason`]).
+    pub reason: &'static str,
+    /// When it was last refused.
+    pub last_seen: Instant,
+    /// How often it was refused while remembered.
+    pub count: u64,
+    /// When its learn line was last logged.
+    logged: Instant,
+}
+
+/// Learn mode's record of refused keys: which were refused, from where, how often and
+/// when last, so the status socket can list them, and which were logged recently, so a
+/// client that retries every few seconds produces one log line per [`LEARN_REPEAT`], not
+/// a flood. Bounded by [`LEARN_MEMORY`] entries; the least recently seen key is forgotten
+/// first and counted in [`RefusedKeys::forgotten`].
 #[derive(Debug, Default)]
 pub struct RefusedKeys {
-    recent: std::collections::VecDeque<(PublicKey, Instant)>,
+    /// Least recently seen first.
+    recent: std::collections::VecDeque<RefusedKey>,
+    /// Keys pushed out of the full record so far.
+    forgotten: u64,
 }
 
 impl RefusedKeys {
-    /// True if `key` should be logged now (and remembers that it was).
-    pub fn should_log(&mut self, key: &PublicKey, now: Instant) -> bool {
-        if let Some(at) = self.recent.iter().position(|(k, _)| k == key) {
-            let logged = self.recent.get(at).map(|(_, when)| *when);
-            if logged.is_some_and(|when| now.saturating_duration_since(when) < LEARN_REPEAT) {
-                return false;
+    /// Records that `key` (from `source`) was refused for `reason` at `now`; true if its
+    /// learn line should be logged now (first refusal, or [`LEARN_REPEAT`] since the last
+    /// line).
+    pub fn record(
+        &mut self,
+        key: &PublicKey,
+        source: Option<IpAddr>,
+        reason: &'static str,
+        now: Instant,
+    ) -> bool {
+        if let Some(at) = self.recent.iter().position(|entry| entry.key == *key) {
+            if let Some(mut entry) = self.recent.remove(at) {
+                entry.source = source.or(entry.source);
+                entry.reason = reason;
+                entry.last_seen = now;
+                entry.count = entry.count.saturating_add(1);
+                let log = now.saturating_duration_since(entry.logged) >= LEARN_REPEAT;
+                if log {
+                    entry.logged = now;
+                }
+                self.recent.push_back(entry);
+                return log;
             }
-            self.recent.remove(at);
         }
-        if self.recent.len() >= LEARN_MEMORY {
+        while self.recent.len() >= LEARN_MEMORY {
             self.recent.pop_front();
+            self.forgotten = self.forgotten.saturating_add(1);
         }
-        self.recent.push_back((*key, now));
+        self.recent.push_back(RefusedKey {
+            key: *key,
+            source,
+            reason,
+            last_seen: now,
+            count: 1,
+            logged: now,
+        });
         true
+    }
+
+    /// The remembered keys, least recently seen first (at most [`LEARN_MEMORY`]).
+    pub fn entries(&self) -> impl Iterator<Item = &RefusedKey> {
+        self.recent.iter()
+    }
+
+    /// How many keys were forgotten because the record was full.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
     }
 }
 
@@ -797,16 +853,51 @@ mod tests {
     #[test]
     fn learn_memory_is_bounded_and_repeats_after_a_while() {
         let t0 = Instant::now();
+        let ip = |last: u8| Some(IpAddr::from([192, 0, 2, last]));
         let mut keys = RefusedKeys::default();
-        assert!(keys.should_log(&key(1), t0));
-        assert!(!keys.should_log(&key(1), t0 + Duration::from_secs(60)));
-        assert!(keys.should_log(&key(1), t0 + LEARN_REPEAT));
+        assert!(keys.record(&key(1), ip(1), "not_allowlisted", t0));
+        let later = t0 + Duration::from_secs(60);
+        assert!(!keys.record(&key(1), ip(2), "url_denied", later));
+        let first: Vec<_> = keys.entries().cloned().collect();
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            (
+                first[0].key,
+                first[0].source,
+                first[0].reason,
+                first[0].count
+            ),
+            (key(1), ip(2), "url_denied", 2)
+        );
+        assert_eq!(first[0].last_seen, later);
+        // An unknown address keeps the last known one.
+        assert!(!keys.record(&key(1), None, "url_denied", later));
+        assert_eq!(keys.entries().next().unwrap().source, ip(2));
+        assert!(keys.record(&key(1), None, "url_denied", t0 + LEARN_REPEAT));
+        // Logged again only LEARN_REPEAT after the last line, not after the last refusal.
+        assert!(!keys.record(
+            &key(1),
+            None,
+            "url_denied",
+            t0 + LEARN_REPEAT + Duration::from_secs(1)
+        ));
         for byte in 2..=(LEARN_MEMORY as u8 + 1) {
-            assert!(keys.should_log(&key(byte), t0 + LEARN_REPEAT));
+            assert!(keys.record(&key(byte), None, "busy", t0 + LEARN_REPEAT));
         }
-        assert_eq!(keys.recent.len(), LEARN_MEMORY);
-        // key(1) was pushed out by the others, so it is logged again.
-        assert!(keys.should_log(&key(1), t0 + LEARN_REPEAT));
+        // The bound holds, the overflow is counted, and the least recently seen (key 1)
+        // went first.
+        assert_eq!(keys.entries().count(), LEARN_MEMORY);
+        assert_eq!(keys.forgotten(), 1);
+        assert!(keys.entries().all(|entry| entry.key != key(1)));
+        assert_eq!(keys.entries().next().unwrap().key, key(2));
+        // Seeing key 2 again moves it to the back: key 3 is the next to go.
+        assert!(!keys.record(&key(2), None, "busy", t0 + LEARN_REPEAT));
+        assert!(keys.record(&key(1), None, "busy", t0 + LEARN_REPEAT));
+        assert_eq!(keys.forgotten(), 2);
+        assert!(keys.entries().any(|entry| entry.key == key(2)));
+        assert!(keys.entries().all(|entry| entry.key != key(3)));
+        // key(1) had been pushed out, so it was logged again.
+        assert_eq!(keys.entries().last().unwrap().count, 1);
         let line = learn_line(
             &key(1),
             Some("203.0.113.5".parse().unwrap()),

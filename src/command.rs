@@ -31,8 +31,17 @@ pub enum Command {
         /// `--json` was given.
         json: bool,
     },
-    /// Print the running relay's counters (fetched over loopback) and exit.
-    Status(Config),
+    /// Print the running relay's counters (fetched from its status socket) and exit.
+    Status(StatusQuery),
+}
+
+/// What `tinyderp status` asks the running relay for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusQuery {
+    /// The relay's configuration (where its status socket is).
+    pub config: Config,
+    /// `--json`: the counters, learn mode's refused keys and the mesh peers as JSON.
+    pub json: bool,
 }
 
 /// The program should exit now, printing `output`: help, version, or a usage error.
@@ -102,9 +111,13 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
         })
     });
     let command_word = command_at.map(|index| normalized.remove(index));
-    // `check --json`: the one option that belongs to the command, not to the server.
+    // `check --json`, `status --json`: the one option that belongs to the command, not to
+    // the server.
     let mut json = false;
-    if command_word.as_deref() == Some(CHECK_COMMAND) {
+    if matches!(
+        command_word.as_deref(),
+        Some(CHECK_COMMAND | STATUS_COMMAND)
+    ) {
         if let Some(at) = normalized.iter().position(|token| token == CHECK_JSON) {
             normalized.remove(at);
             json = true;
@@ -133,7 +146,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
         Some(DERPMAP_COMMAND) => Command::DerpMap(config),
         Some(VALIDATE_COMMAND) => Command::Validate(config),
         Some(CHECK_COMMAND) => Command::Check { config, json },
-        Some(STATUS_COMMAND) => Command::Status(config),
+        Some(STATUS_COMMAND) => Command::Status(StatusQuery { config, json }),
         _ => Command::Serve(config),
     })
 }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use tinyderp::command::{self, Command};
+use tinyderp::command::{self, Command, StatusQuery};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -71,9 +71,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Status(config) => {
+        Command::Status(StatusQuery { config, json }) => {
             init_logging(config.log_level.min(log::LevelFilter::Warn));
-            match tinyderp::net::status_fetch::run(&config) {
+            match tinyderp::net::status_fetch::run(&config, json) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS

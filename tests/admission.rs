@@ -262,6 +262,77 @@ fn learn_mode_logs_refused_key_once_with_paste_ready_lines() {
     assert!(!log.contains(&format!("refused {allowed_key}")));
 }
 
+/// `tinyderp status --json` lists learn mode's refused keys (address, count, reason) from
+/// the relay's own record, and the relays logged in with the mesh key; what LuCI shows.
+#[test]
+fn status_json_lists_refused_keys_and_mesh_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh_key = [0x43u8; 32];
+    let mesh_file = write_mesh_key(dir.path(), &mesh_key);
+    let (allowed, allowed_key) = fresh();
+    let (stranger, stranger_key) = fresh();
+    let server = TestServer::start(&[
+        "--allowed-key",
+        &allowed_key.to_string(),
+        "--log-refused-keys",
+        "--mesh-psk-file",
+        &mesh_file,
+    ]);
+    let state = server.state_dir.path().to_str().unwrap().to_string();
+    let status = || {
+        let (exit, stdout, stderr) =
+            support::run_tinyderp(&["status", "--json", "--state-dir", &state]);
+        assert!(exit.success(), "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).expect("JSON")
+    };
+    let before = status();
+    assert_eq!(before["refused_keys"]["learn"], true);
+    assert_eq!(before["refused_keys"]["bound"], 64);
+    assert_eq!(before["refused_keys"]["keys"].as_array().unwrap().len(), 0);
+    assert_eq!(before["mesh"]["key_configured"], true);
+    assert_eq!(before["mesh"]["clients_total"], 0);
+    assert!(before["varz"]
+        .as_str()
+        .unwrap()
+        .contains("tinyderp_uptime_seconds"));
+
+    assert!(try_login(&server, &allowed));
+    for _ in 0..2 {
+        assert!(!try_login(&server, &stranger));
+    }
+    let (mesh_secret, mesh_public) = fresh();
+    let mut config = server.client_config();
+    config.secret = mesh_secret;
+    config.mesh_key = Some(mesh_key);
+    let _mesh = smol::block_on(Client::connect(&config)).expect("mesh peer admitted");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let now = status();
+        if now["mesh"]["clients_total"] == 1 && now["refused_keys"]["keys"][0]["count"] == 2
+            || Instant::now() > deadline
+        {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let keys = after["refused_keys"]["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{after}");
+    assert_eq!(keys[0]["key"], stranger_key.to_string());
+    assert_eq!(keys[0]["address"], "127.0.0.1");
+    assert_eq!(keys[0]["reason"], "not_allowlisted");
+    assert_eq!(keys[0]["count"], 2);
+    assert!(keys[0]["last_seen_ago"].as_u64().unwrap() < 60);
+    let clients = after["mesh"]["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1, "{after}");
+    assert_eq!(clients[0]["key"], mesh_public.to_string());
+    assert!(clients[0]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(after["mesh"]["peers"].as_array().unwrap().len(), 0);
+}
+
 #[test]
 fn mesh_peers_bypass_admission() {
     let server_dir = tempfile::tempdir().unwrap();

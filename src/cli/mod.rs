@@ -29,7 +29,7 @@ pub const DERPMAP_COMMAND: &str = "derpmap";
 pub const VALIDATE_COMMAND: &str = "validate";
 /// First argument that selects "check that the relay is reachable, report and exit".
 pub const CHECK_COMMAND: &str = "check";
-/// Option of the check command only: print the report as JSON.
+/// Option of the check and status commands only: print the report as JSON.
 pub const CHECK_JSON: &str = "--json";
 /// First argument that selects "print the running relay's counters (its /debug/varz,
 /// read from the status socket in the state directory) and exit"; LuCI's status page
@@ -40,7 +40,7 @@ pub const STATUS_COMMAND: &str = "status";
 #[derive(FromArgs, Debug, Default, Clone, PartialEq)]
 #[argh(
     description = "tinyderp: a small Tailscale-compatible DERP relay and STUN server.",
-    usage = "[derpmap|validate|check [--json]|status] [options]",
+    usage = "[derpmap|validate|check [--json]|status [--json]] [options]",
     help_triggers("-h", "--help", "help"),
     example = "tinyderp --hostname myhome.example.net --state-dir /etc/tinyderp",
     example = "tinyderp derpmap --hostname myhome.example.net",
@@ -56,9 +56,10 @@ exits 2; the init script runs it before starting the relay.",
     note = "tinyderp check [--json] [options] checks that the relay is reachable through\n\
 its public name (DNS records, WAN address class, firewall, DERP and STUN end to\n\
 end) and exits 0 (all OK), 1 (warnings) or 2 (failures).",
-    note = "tinyderp status [options] prints the running relay's counters (what\n\
-/debug/varz shows), read from status.sock in its --state-dir, and exits 0, or 1\n\
-when it is not reachable.",
+    note = "tinyderp status [--json] [options] prints the running relay's counters (what\n\
+/debug/varz shows; with --json also learn mode's refused keys and the mesh\n\
+peers), read from status.sock in its --state-dir, and exits 0, or 1 when it is\n\
+not reachable.",
     note = "Every option is also a UCI option in /etc/config/tinyderp: the flag name\n\
 with _ for - (--stun-port 3478 is option stun_port '3478').",
     note = "Signals: SIGHUP re-reads the certificate and the --rate-config file (other\n\

@@ -764,12 +764,17 @@ fn config_errors_have_stable_labels() {
 #[test]
 fn status_command() {
     match parse(&argv(&["status", "--addr", "127.0.0.1:9443"])) {
-        Ok(Command::Status(config)) => {
+        Ok(Command::Status(StatusQuery { config, json })) => {
             assert_eq!(
                 config.listen,
                 "127.0.0.1:9443".parse::<SocketAddr>().unwrap()
-            )
+            );
+            assert!(!json);
         }
+        other => panic!("{other:?}"),
+    }
+    match parse(&argv(&["status", "--json", "--state-dir", "/tmp/x"])) {
+        Ok(Command::Status(StatusQuery { json, .. })) => assert!(json),
         other => panic!("{other:?}"),
     }
 }

@@ -16,7 +16,8 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::admit::HTTPS_ADMISSION_DISABLED;
 use crate::admit::{
     admission_request, admission_verdict, decide_locally, learn_line, parse_response,
-    whois_request, whois_verdict, AdmitPolicy, Admitted, Refusal, RefusedKeys, Response, Verdict,
+    whois_request, whois_verdict, AdmitPolicy, Admitted, Refusal, RefusedKey, RefusedKeys,
+    Response, Verdict,
 };
 use crate::proto::key::PublicKey;
 
@@ -61,7 +62,7 @@ pub(crate) struct Admission {
     /// TLS client for an https:// URL; `None` for http:// or no URL.
     #[cfg(feature = "https-admission")]
     pub url_tls: Option<futures_rustls::TlsConnector>,
-    /// Learn mode's memory of refused keys already logged.
+    /// Learn mode's record of refused keys (listed by the status socket).
     refused_keys: Mutex<RefusedKeys>,
 }
 
@@ -158,8 +159,9 @@ impl Admission {
         })
     }
 
-    /// Learn mode (`--log-refused-keys`): the paste-ready line for a refused key, once per
-    /// key per [`crate::admit::LEARN_REPEAT`]; `None` when off or logged recently.
+    /// Learn mode (`--log-refused-keys`): records the refused key (see [`RefusedKeys`])
+    /// and returns its paste-ready line, once per key per [`crate::admit::LEARN_REPEAT`];
+    /// `None` when off or logged recently.
     pub fn learn(
         &self,
         policy: &AdmitPolicy,
@@ -174,8 +176,18 @@ impl Admission {
             .refused_keys
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .should_log(key, Instant::now());
+            .record(key, source, refusal.reason, Instant::now());
         fresh.then(|| learn_line(key, source, refusal))
+    }
+
+    /// Learn mode's refused keys (least recently seen first) and how many were forgotten
+    /// because the record was full.
+    pub fn refused_keys(&self) -> (Vec<RefusedKey>, u64) {
+        let record = self
+            .refused_keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (record.entries().cloned().collect(), record.forgotten())
     }
 }
 
@@ -441,6 +453,13 @@ mod tests {
         let line = admission.learn(&on, &key(1), None, &refusal).unwrap();
         assert!(line.starts_with("refused nodekey:"), "{line}");
         assert_eq!(admission.learn(&on, &key(1), None, &refusal), None);
+        let (keys, forgotten) = admission.refused_keys();
+        assert_eq!(forgotten, 0);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            (keys[0].key, keys[0].count, keys[0].reason),
+            (key(1), 2, "url_denied")
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! `tinyderp status`: the running relay's counters (`/debug/varz`), read from its status
-//! socket in the state directory (see `status_socket`). LuCI's rpcd plugin runs it, so
-//! the web interface shows live data without scraping HTML and without a TLS client.
+//! `tinyderp status [--json]`: the running relay's counters (`/debug/varz`), or with
+//! `--json` the counters, learn mode's refused keys and the mesh peers (`/status.json`),
+//! read from its status socket in the state directory (see `status_socket`). LuCI's rpcd
+//! plugin runs it, so the web interface shows live data without scraping HTML or the log
+//! and without a TLS client.
 
 use std::io;
 use std::time::Duration;
@@ -15,9 +17,18 @@ const FETCH_DEADLINE: Duration = Duration::from_secs(5);
 /// Largest response accepted; the counters are a few KiB.
 const MAX_RESPONSE: u64 = 1 << 20;
 
-/// Fetches `/debug/varz` from the relay `config` describes and returns its body.
-pub fn run(config: &Config) -> io::Result<String> {
+/// Fetches `/debug/varz` (or `/status.json` when `json`) from the relay `config`
+/// describes and returns its body.
+pub fn run(config: &Config, json: bool) -> io::Result<String> {
     let path = super::status_socket::socket_path(&config.state_dir);
+    let target = if json {
+        super::status_socket::STATUS_JSON_PATH
+    } else {
+        super::status_socket::VARZ_PATH
+    };
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: tinyderp-status\r\n\r\n"
+    );
     let fetch = async {
         let mut stream = UnixStream::connect(&path).await.map_err(|err| {
             io::Error::new(
@@ -28,9 +39,7 @@ pub fn run(config: &Config) -> io::Result<String> {
                 ),
             )
         })?;
-        stream
-            .write_all(b"GET /debug/varz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: tinyderp-status\r\n\r\n")
-            .await?;
+        stream.write_all(request.as_bytes()).await?;
         stream.flush().await?;
         let mut raw = Vec::new();
         (&mut stream)

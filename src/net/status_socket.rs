@@ -1,11 +1,14 @@
-//! The status socket: the running relay's counters (`/debug/varz`) on a Unix socket in
-//! the state directory, in plain HTTP, for `tinyderp status` and LuCI's rpcd plugin.
-//! A Unix socket needs no TLS client (the router builds have none), is reachable only
-//! by local users allowed into the state directory, and costs no port.
+//! The status socket: the running relay's counters (`/debug/varz`) and, as JSON
+//! (`/status.json`), the counters with learn mode's refused keys and the mesh peers, on a
+//! Unix socket in the state directory, in plain HTTP, for `tinyderp status [--json]` and
+//! LuCI's rpcd plugin. A Unix socket needs no TLS client (the router builds have none), is
+//! reachable only by local users allowed into the state directory, and costs no port.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
 
 use smol::net::unix::{UnixListener, UnixStream};
 
@@ -14,6 +17,12 @@ use super::server::Server;
 
 /// The socket's file name inside the state directory.
 pub const STATUS_SOCKET_NAME: &str = "status.sock";
+/// The counters as Prometheus text.
+pub const VARZ_PATH: &str = "/debug/varz";
+/// The counters, refused keys and mesh peers as one JSON object (see [`StatusJson`]).
+pub const STATUS_JSON_PATH: &str = "/status.json";
+/// Most mesh clients (relays dialling in with the mesh key) listed in `/status.json`.
+pub const MAX_LISTED_MESH_CLIENTS: usize = 32;
 /// Deadline for one whole request: read the head, write the answer.
 const STATUS_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -59,19 +68,187 @@ pub(crate) async fn serve(server: Arc<Server>, listener: UnixListener) {
     }
 }
 
-/// Reads one request head and answers `GET /debug/varz` with the metrics, anything else
-/// with 404.
+/// Reads one request head and answers `GET /debug/varz` with the metrics, `GET
+/// /status.json` with [`StatusJson`], anything else with 404.
 async fn answer(server: &Server, mut stream: UnixStream) -> std::io::Result<()> {
     let (head, _) = super::accept::read_head(&mut stream).await?;
-    let response = if head.method == "GET" && head.path == "/debug/varz" {
-        let body = super::http::render_metrics(server);
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    } else {
-        "HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n"
-            .to_string()
+    let (content_type, body) = match (head.method.as_str(), head.path.as_str()) {
+        ("GET", VARZ_PATH) => (
+            "text/plain; version=0.0.4",
+            super::http::render_metrics(server),
+        ),
+        ("GET", STATUS_JSON_PATH) => ("application/json", status_json(server)),
+        _ => {
+            let response =
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n";
+            return super::accept::write_response(&mut stream, response.as_bytes()).await;
+        }
     };
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     super::accept::write_response(&mut stream, response.as_bytes()).await
+}
+
+/// What `/status.json` (and `tinyderp status --json`) answers: everything LuCI's status
+/// and access pages show, in one request.
+#[derive(Serialize)]
+pub struct StatusJson {
+    /// The counters, as `/debug/varz` shows them (Prometheus text).
+    pub varz: String,
+    /// Learn mode's record of refused node keys.
+    pub refused_keys: RefusedJson,
+    /// The other relays of the region this relay knows.
+    pub mesh: MeshJson,
+}
+
+/// Learn mode's refused keys (`--log-refused-keys`; empty while it is off).
+#[derive(Serialize)]
+pub struct RefusedJson {
+    /// Learn mode is on.
+    pub learn: bool,
+    /// Most keys remembered ([`crate::admit::LEARN_MEMORY`]).
+    pub bound: usize,
+    /// Keys forgotten because the record was full.
+    pub forgotten: u64,
+    /// The remembered keys, most recently refused first.
+    pub keys: Vec<RefusedKeyJson>,
+}
+
+/// One refused node key.
+#[derive(Serialize)]
+pub struct RefusedKeyJson {
+    /// `nodekey:` and 64 hex digits.
+    pub key: String,
+    /// The address it last connected from, or empty.
+    pub address: String,
+    /// The last refusal's metrics label.
+    pub reason: &'static str,
+    /// Unix time of the last refusal.
+    pub last_seen: u64,
+    /// Seconds since the last refusal.
+    pub last_seen_ago: u64,
+    /// Refusals while remembered.
+    pub count: u64,
+}
+
+/// The mesh: relays dialling in with the mesh key, and the peers this relay dials.
+#[derive(Serialize)]
+pub struct MeshJson {
+    /// A mesh key is configured (`--mesh-psk-file`): other relays may log in with it.
+    pub key_configured: bool,
+    /// Connections logged in with the mesh key, at most [`MAX_LISTED_MESH_CLIENTS`].
+    pub clients: Vec<MeshClientJson>,
+    /// All connections logged in with the mesh key (may exceed the list).
+    pub clients_total: usize,
+    /// The `--mesh-with` peers this relay dials (builds with the `tls-client` feature).
+    pub peers: Vec<MeshPeerJson>,
+}
+
+/// A relay logged in here with the mesh key.
+#[derive(Serialize)]
+pub struct MeshClientJson {
+    /// Its server key.
+    pub key: String,
+    /// Where it connected from, or empty.
+    pub address: String,
+    /// Seconds since it logged in.
+    pub connected_seconds: u64,
+    /// It watches this relay's connections (WatchConns).
+    pub watching: bool,
+}
+
+/// A `--mesh-with` peer and the dialer's status for it.
+#[derive(Serialize)]
+pub struct MeshPeerJson {
+    /// The peer as configured (`host:port`).
+    pub peer: String,
+    /// The mesh client to it is logged in.
+    pub connected: bool,
+    /// Seconds since `connected` last changed (0 before the first dial).
+    pub since_seconds: u64,
+    /// Why the last connection ended or the last dial failed.
+    pub last_error: Option<String>,
+    /// Client keys this peer announces.
+    pub clients_learned: usize,
+}
+
+/// Seconds from `then` to `now`.
+fn ago(now: Instant, then: Instant) -> u64 {
+    now.saturating_duration_since(then).as_secs()
+}
+
+/// Builds [`StatusJson`] for the running server.
+fn status_json(server: &Server) -> String {
+    let now = Instant::now();
+    let unix_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let (refused, forgotten) = server.admission.refused_keys();
+    let keys = refused
+        .iter()
+        .rev()
+        .map(|entry| RefusedKeyJson {
+            key: entry.key.to_string(),
+            address: entry.source.map(|ip| ip.to_string()).unwrap_or_default(),
+            reason: entry.reason,
+            last_seen: unix_now.saturating_sub(ago(now, entry.last_seen)),
+            last_seen_ago: ago(now, entry.last_seen),
+            count: entry.count,
+        })
+        .collect();
+    let (clients, clients_total, learned) = {
+        let hub = server.hub.lock();
+        let (clients, total) = hub.relay.mesh_clients(MAX_LISTED_MESH_CLIENTS);
+        let learned: Vec<usize> = (0..server.mesh.peers.len())
+            .map(|index| hub.relay.mesh().learned(crate::relay::MeshPeerId(index)))
+            .collect();
+        (clients, total, learned)
+    };
+    let peers = server
+        .mesh
+        .peers
+        .iter()
+        .enumerate()
+        .map(|(index, (spec, _))| {
+            let status = server
+                .mesh
+                .status(index)
+                .map(|status| status.clone())
+                .unwrap_or_default();
+            MeshPeerJson {
+                peer: spec.label(),
+                connected: status.connected,
+                since_seconds: status.since.map_or(0, |since| ago(now, since)),
+                last_error: status.last_error,
+                clients_learned: learned.get(index).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+    let whole = StatusJson {
+        varz: super::http::render_metrics(server),
+        refused_keys: RefusedJson {
+            learn: server.config.admit.log_refused_keys,
+            bound: crate::admit::LEARN_MEMORY,
+            forgotten,
+            keys,
+        },
+        mesh: MeshJson {
+            key_configured: server.identity.mesh_key.is_some(),
+            clients: clients
+                .iter()
+                .map(|client| MeshClientJson {
+                    key: client.key.to_string(),
+                    address: client.addr.map(|addr| addr.to_string()).unwrap_or_default(),
+                    connected_seconds: ago(now, client.connected_at),
+                    watching: client.watching,
+                })
+                .collect(),
+            clients_total,
+            peers,
+        },
+    };
+    // Serializing these plain structs cannot fail; an empty object would read as "no data".
+    serde_json::to_string(&whole).unwrap_or_else(|_| String::from("{}"))
 }

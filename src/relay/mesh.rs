@@ -34,6 +34,21 @@ pub const MESH_QUEUE_BYTES: usize = 1 << 20;
 /// ForwardPacket frame bytes in front of the packet data: header, source, destination.
 const FORWARD_PREFIX_LEN: usize = HEADER_LEN + KEY_LEN + KEY_LEN;
 
+/// One connection logged in with the mesh key: another relay of the region dialling in
+/// (its mesh client), as the status socket lists it. Router builds have no dialer of
+/// their own, so these are the only mesh peers they know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeshClient {
+    /// The peer relay's server key (its mesh client logs in with it).
+    pub key: PublicKey,
+    /// Where it connected from, when known.
+    pub addr: Option<std::net::SocketAddr>,
+    /// When it logged in.
+    pub connected_at: std::time::Instant,
+    /// It subscribed to this relay's connections (WatchConns), as a real mesh client does.
+    pub watching: bool,
+}
+
 /// Index of one configured mesh peer, in `--mesh-with` order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MeshPeerId(pub usize);

@@ -40,8 +40,8 @@ mod tests;
 pub use conn::{NOT_HERE_BURST, NOT_HERE_INTERVAL};
 pub use limit::{TokenBucket, MIN_BYTE_BURST};
 pub use mesh::{
-    MeshDrained, MeshPeerCounters, MeshPeerId, MeshTable, MAX_MESH_PEERS, MAX_MESH_ROUTES,
-    MESH_QUEUE_BYTES, MESH_QUEUE_DEPTH,
+    MeshClient, MeshDrained, MeshPeerCounters, MeshPeerId, MeshTable, MAX_MESH_PEERS,
+    MAX_MESH_ROUTES, MESH_QUEUE_BYTES, MESH_QUEUE_DEPTH,
 };
 pub use metrics::RelayStats;
 pub use metrics::{Counters, DropReason, PacketKind, PacketTally};

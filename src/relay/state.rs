@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, WatchUpdate};
-use super::mesh::{MeshPeerId, MeshTable};
+use super::mesh::{MeshClient, MeshPeerId, MeshTable};
 use super::metrics::{self, bump, Counters, DropReason, PacketKind, RelayStats};
 use super::pool::{BufPool, PacketBuf, RECV_PREFIX_LEN};
 use crate::proto::frame::{
@@ -295,6 +295,26 @@ impl Relay {
     /// The mesh forwarding table, for configuring peers and draining their queues.
     pub fn mesh_mut(&mut self) -> &mut MeshTable {
         &mut self.mesh
+    }
+
+    /// The connections logged in with the mesh key (other relays of the region dialling
+    /// in), at most `max` of them, and how many there are; for the status socket. One
+    /// pass over the connections, run on a status request, not per packet.
+    pub fn mesh_clients(&self, max: usize) -> (Vec<MeshClient>, usize) {
+        let mut listed = Vec::new();
+        let mut total: usize = 0;
+        for conn in self.conns.values().filter(|conn| conn.is_mesh) {
+            total = total.saturating_add(1);
+            if listed.len() < max {
+                listed.push(MeshClient {
+                    key: conn.key,
+                    addr: conn.addr,
+                    connected_at: conn.connected_at,
+                    watching: conn.watching,
+                });
+            }
+        }
+        (listed, total)
     }
 
     /// Keys that left the other relays of the region (as [`MeshTable`] reports them):

@@ -1204,3 +1204,31 @@ fn mesh_peer_lost_drops_routes_and_tells_senders() {
     h.send(a, 2, &disco(1));
     assert_eq!(h.drain(a), gone(2, PeerGoneReason::NotHere));
 }
+
+#[test]
+fn mesh_clients_are_listed_up_to_the_bound() {
+    let mut h = Harness::new();
+    assert_eq!(h.relay.mesh_clients(4), (Vec::new(), 0));
+    let w = h.connect(ConnParams {
+        addr: Some("192.0.2.7:40000".parse().unwrap()),
+        ..mesh(50)
+    });
+    h.frame(w, ClientFrame::WatchConns);
+    h.connect(client(1));
+    h.connect(mesh(51));
+    let (listed, total) = h.relay.mesh_clients(4);
+    assert_eq!(total, 2);
+    let mut keys: Vec<_> = listed.iter().map(|m| (m.key, m.addr, m.watching)).collect();
+    keys.sort_by_key(|(k, _, _)| k.0);
+    assert_eq!(
+        keys,
+        vec![
+            (key(50), Some("192.0.2.7:40000".parse().unwrap()), true),
+            (key(51), None, false)
+        ]
+    );
+    let (listed, total) = h.relay.mesh_clients(1);
+    assert_eq!((listed.len(), total), (1, 2));
+    h.disconnect(w);
+    assert_eq!(h.relay.mesh_clients(4).1, 1);
+}
