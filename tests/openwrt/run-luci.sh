@@ -47,8 +47,11 @@ fi
 # The LuCI app from this checkout (architecture-independent, quick).
 TINYDERP_DIST=$TINYDERP_DIST bash "$root/openwrt/package.sh" luci >/dev/null || exit 1
 
-(cd "$root" && cargo build --locked --quiet --example derp_client) || exit 1
+# The test client, and a host tinyderp with the dialer (tls-client, a default feature)
+# as the mesh peer of the router's relay.
+(cd "$root" && cargo build --locked --quiet --example derp_client --bin tinyderp) || exit 1
 export DERP_CLIENT=$CARGO_TARGET_DIR/debug/examples/derp_client
+export TINYDERP_HOST_BIN=$CARGO_TARGET_DIR/debug/tinyderp
 
 if ! command -v chromium >/dev/null; then
     apt-get update -qq >/dev/null

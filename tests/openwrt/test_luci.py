@@ -8,7 +8,8 @@ The scenarios run in order on that one router. A console error or an uncaught ex
 on one of our pages fails the scenario. Screenshots go to docs/img/luci-*.png.
 
 Environment (set by tests/openwrt/run-luci.sh): OPENWRT_USERLAND, OPENWRT_LUCI (output of
-build-luci.sh), TINYDERP_DIST (x86_64 .ipk and the luci-app .ipk), DERP_CLIENT.
+build-luci.sh), TINYDERP_DIST (x86_64 .ipk and the luci-app .ipk), DERP_CLIENT, and
+TINYDERP_HOST_BIN (a host build of tinyderp with the tls-client feature: the mesh peer).
 """
 
 import glob
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import ssl
 import stat
 import subprocess
@@ -36,6 +38,9 @@ IMG = os.path.join(REPO, "docs", "img")
 # /cgi-bin/cgi-exec, and cgi-io (a dependency of luci-base on a router) has no source
 # snapshot here, so that request answers 404.
 NOT_OURS = [r"status of 404 .*\(http://127\.0\.0\.1/cgi-bin/cgi-exec\?"]
+# The status table's rows (ids tinyderp-<row>): issue 15's list for the status page.
+STATUS_ROWS = ("state", "version", "uptime", "clients", "traffic", "drops", "refusals", "check",
+               "pin", "mesh")
 # Our pages, by menu path.
 PAGES = {
     "status": "/cgi-bin/luci/admin/services/tinyderp/status",
@@ -210,8 +215,34 @@ def test_acl_grants_what_the_views_call():
     assert called and granted == called, (granted, called)
     assert grant["read"]["uci"] == ["tinyderp"] and grant["write"]["uci"] == ["tinyderp"]
     plugin = open(os.path.join(APP, "root/usr/share/rpcd/ucode/luci.tinyderp")).read()
+    # Live data comes from the relay (tinyderp status --json), never from the log.
+    assert "logread" not in plugin and "status --json" in plugin
     for _obj, method in called:
         assert re.search(rf"^\t{method}: {{", plugin, re.M), f"plugin lacks {method}"
+
+
+def test_translation_template_is_current():
+    """po/templates/tinyderp.pot holds every _() string of the views (scripts/luci-pot.py)"""
+    script = os.path.join(REPO, "scripts", "luci-pot.py")
+    out = subprocess.run(["python3", script, "--check"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    pot = open(os.path.join(APP, "po", "templates", "tinyderp.pot")).read()
+    msgids = re.findall(r'^msgid "(.+)"$', pot, re.M)
+    # Every call of _() has a literal the script found (none is built at run time).
+    calls = 0
+    for v in glob.glob(os.path.join(APP, "htdocs", "**", "*.js"), recursive=True):
+        text = open(v).read()
+        calls += len(re.findall(r"\b_\(", text))
+        for literal in re.findall(r"\b_\('((?:[^'\\]|\\.)*)'", text):
+            assert literal.replace("\\'", "'") in [m.replace('\\"', '"') for m in msgids], literal
+    refs = sum(1 for line in pot.splitlines() if line.startswith("#: ")
+               for ref in line.split()[1:] if ref.startswith("htdocs/"))
+    assert calls and refs == calls, (refs, calls)
+    for title in ("DERP relay", "Status", "Settings"):
+        assert f'msgid "{title}"' in pot, title
+    if shutil.which("msgfmt"):
+        subprocess.run(["msgfmt", "--check-format", "-o", os.devnull, "-"], input=pot,
+                       text=True, check=True)
 
 
 def test_apk_read_by_apk_tools(userland, dist):
@@ -275,11 +306,40 @@ class TestLuci:
             page.wait_for_function(
                 "n => Number((document.getElementById('tinyderp-clients')||{}).textContent) >= n",
                 arg=before + 2, timeout=30000)
-            snippets = page.locator("#tinyderp-snippets pre")
-            assert snippets.count() >= 3
-            assert pin in snippets.first.inner_text()
-            page.locator("#tinyderp-snippets button").first.click()
-            page.wait_for_selector("text=Copied to the clipboard.", timeout=10000)
+            # Every item of the status page (issue 15, item 2), each filled in.
+            rows = {f: page.inner_text(f"#tinyderp-{f}").strip() for f in STATUS_ROWS}
+            assert rows["version"].startswith("tinyderp "), rows
+            assert re.fullmatch(r"\d+d \d+h \d+m \d+s", rows["uptime"]), rows
+            assert re.fullmatch(r"[\d.]+ \S*B \(\d+ packets\)", rows["traffic"]), rows
+            assert rows["drops"] and rows["refusals"] and rows["check"], rows
+            assert rows["mesh"] == "none", rows
+            for action in ("start", "stop", "restart"):
+                assert page.locator(f"#tinyderp-{action}").is_visible(), action
+            # The four DERP map snippets, each with its own copy button.
+            titles = page.locator("#tinyderp-snippets h4").all_inner_texts()
+            assert len(titles) == 4, titles
+            for word, title in zip(("pinned", "no certificate check", "YAML", "JSON"), titles):
+                assert word in title, (word, title)
+            snippets = page.locator("#tinyderp-snippets pre").all_inner_texts()
+            assert len(snippets) == 4
+            assert pin in snippets[0] and '"InsecureForTests": true' in snippets[1]
+            assert pin in snippets[2] and pin in snippets[3]
+            json.loads("{" + snippets[0].rstrip().rstrip(",") + "}")
+            json.loads(snippets[3])
+            buttons = page.locator("#tinyderp-snippets button")
+            assert buttons.count() == 4
+            browser.context.grant_permissions(["clipboard-read", "clipboard-write"])
+            for i in range(4):
+                buttons.nth(i).click()
+                page.wait_for_selector("text=Copied to the clipboard.", timeout=10000)
+                want = snippets[i].strip()
+                copied = None
+                for _ in range(50):
+                    copied = page.evaluate("navigator.clipboard.readText()")
+                    if copied.strip() == want:
+                        break
+                    time.sleep(0.1)
+                assert copied.strip() == want, (i, copied[:200])
             shot(page, "status")
             hold.stdin.write("go\n")
             hold.stdin.flush()
@@ -325,10 +385,19 @@ class TestLuci:
         r.wait_for(lambda: client(r, derp_client, "relay", RELAY, "21", "23").returncode == 0,
                    30, "allowed keys relay")
         assert client(r, derp_client, "relay", RELAY, "22", "21").returncode == 2
+        # The relay's own record, through the plugin: learn mode's bounded list, with the
+        # address and how often the key was refused (no log parsing).
+        refused = json.loads(r.sh("ubus call luci.tinyderp refused").stdout)
+        listed = [k for k in refused["refused"] if k["key"] == stranger]
+        assert len(listed) == 1 and listed[0]["address"] == "127.0.0.1", refused
+        assert listed[0]["count"] >= 1 and listed[0]["reason"] == "not_allowlisted", refused
+        assert refused["bound"] == 64 and refused["learn"], refused
         open_page(browser, "access")
         row = f"#tinyderp-refused tr[data-key='{stranger}']"
         page.wait_for_selector(row, timeout=30000)
-        assert page.locator(f"{row} td").nth(1).inner_text().startswith("127.0.0.1")
+        cells = page.locator(f"{row} td").all_inner_texts()
+        assert cells[1] == "127.0.0.1" and cells[2] == "not_allowlisted", cells
+        assert int(cells[4]) >= 1, cells
         shot(page, "access")
         page.click(f"{row} button")
         r.wait_for(lambda: stranger in (command(r) or []), 30,
@@ -336,6 +405,63 @@ class TestLuci:
         r.wait_for(lambda: client(r, derp_client, "relay", RELAY, "22", "21").returncode == 0,
                    30, "the once refused key relays")
         page.wait_for_selector(row, state="detached", timeout=30000)
+        assert browser.take_errors() == []
+
+    def test_mesh_peer_listed(self, luci, browser):
+        """a second relay (our host build, which has the dialer) meshing in is listed"""
+        r, page = luci, browser.page
+        host_bin = os.environ.get("TINYDERP_HOST_BIN")
+        if not host_bin or not os.access(host_bin, os.X_OK):
+            pytest.skip("no host tinyderp build (TINYDERP_HOST_BIN) to act as the mesh peer")
+        mesh_key = "5a" * 32
+        r.put("/etc/tinyderp/mesh.key", mesh_key + "\n", mode=0o600)
+        r.sh("chown tinyderp:tinyderp /etc/tinyderp/mesh.key 2>/dev/null || "
+             "chmod 644 /etc/tinyderp/mesh.key")
+        r.sh("uci set tinyderp.main.mesh_psk_file=/etc/tinyderp/mesh.key; uci commit tinyderp; "
+             "reload_config")
+        r.wait_for(lambda: "--mesh-psk-file" in (command(r) or []), 30, "mesh key on the relay")
+        open_page(browser, "status")
+        page.wait_for_function(
+            "() => (document.getElementById('tinyderp-mesh')||{}).textContent == 'none'",
+            timeout=30000)
+        state = tempfile.mkdtemp(prefix="luci-mesh-peer-")
+        keyfile = os.path.join(state, "mesh.key")
+        with open(keyfile, "w") as f:
+            f.write(mesh_key + "\n")
+        os.chmod(keyfile, 0o600)
+        peer = r.host_popen([host_bin, "--addr", "127.0.0.1:9443", "--stun-port", "-1",
+                             "--hostname", "peer.test", "--state-dir", state,
+                             "--mesh-psk-file", keyfile, "--mesh-with", RELAY,
+                             "--mesh-pin", f"127.0.0.1={cert_pin(r)}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            # The router's relay lists the peer's mesh client (its plugin data) ...
+            page.wait_for_selector("#tinyderp-mesh .tinyderp-mesh-client", timeout=30000)
+            text = page.inner_text("#tinyderp-mesh")
+            assert "from 127.0.0.1:" in text, text
+            st = json.loads(r.sh("ubus call luci.tinyderp status").stdout)
+            clients = st["mesh"]["clients"]
+            assert len(clients) == 1 and clients[0]["watching"], st["mesh"]
+            assert st["mesh"]["key_configured"] and st["mesh"]["peers"] == [], st["mesh"]
+            # ... and the peer's own dialer reports the router as connected.
+            out = subprocess.run([host_bin, "status", "--json", "--state-dir", state],
+                                 capture_output=True, text=True, timeout=20)
+            assert out.returncode == 0, out.stderr
+            peers = json.loads(out.stdout)["mesh"]["peers"]
+            assert [(p["peer"], p["connected"]) for p in peers] == [(RELAY, True)], peers
+            shot(page, "status-mesh")
+        finally:
+            peer.terminate()
+            try:
+                peer.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                peer.kill()
+        page.wait_for_function(
+            "() => (document.getElementById('tinyderp-mesh')||{}).textContent == 'none'",
+            timeout=30000)
+        r.sh("uci delete tinyderp.main.mesh_psk_file; uci commit tinyderp; reload_config")
+        r.wait_for(lambda: command(r) is not None and "--mesh-psk-file" not in command(r), 30,
+                   "the relay restarted without the mesh key")
         assert browser.take_errors() == []
 
     def test_stop_and_start_buttons(self, luci, browser):

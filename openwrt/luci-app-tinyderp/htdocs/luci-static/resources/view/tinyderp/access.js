@@ -7,8 +7,8 @@
 'require dom';
 
 // Who may connect: the allowlist (a form over tinyderp.main.allowed_key) and the node keys
-// learn mode refused, each with a button that allows it (the rpcd plugin adds the key and
-// reloads the service).
+// learn mode refused (the relay's own bounded record, through the rpcd plugin), each with
+// a button that allows it (the plugin adds the key and reloads the service).
 const callRefused = rpc.declare({ object: 'luci.tinyderp', method: 'refused', expect: { '': {} } });
 const callAllow = rpc.declare({ object: 'luci.tinyderp', method: 'allow', params: [ 'key' ], expect: { '': {} } });
 
@@ -24,7 +24,8 @@ return view.extend({
 			E('td', { 'class': 'td left' }, [ E('code', {}, [ r.key ]) ]),
 			E('td', { 'class': 'td left' }, [ r.address ]),
 			E('td', { 'class': 'td left' }, [ r.reason ]),
-			E('td', { 'class': 'td left' }, [ r.last_seen ]),
+			E('td', { 'class': 'td left' }, [ r.last_seen ? new Date(r.last_seen * 1000).toLocaleString() : '-' ]),
+			E('td', { 'class': 'td left' }, [ String(r.count || 0) ]),
 			E('td', { 'class': 'td right' }, [
 				E('button', {
 					'class': 'cbi-button cbi-button-add',
@@ -38,12 +39,15 @@ return view.extend({
 				E('th', { 'class': 'th' }, [ _('Address') ]),
 				E('th', { 'class': 'th' }, [ _('Reason') ]),
 				E('th', { 'class': 'th' }, [ _('Last seen') ]),
+				E('th', { 'class': 'th' }, [ _('Times refused') ]),
 				E('th', { 'class': 'th' }, [ '' ])
 			])
 		].concat(rows.length ? rows : [
 			E('tr', { 'class': 'tr placeholder' }, [
-				E('td', { 'class': 'td', 'colspan': 5 }, [
-					data.learn ? _('No refused keys yet.') : _('Learn mode is off: turn on "log_refused_keys" above to list the keys that are refused.')
+				E('td', { 'class': 'td', 'colspan': 6 }, [
+					data.error ? _('Cannot read the refused keys from the relay: %s').format(data.error)
+					: data.learn ? (data.running === false ? _('The relay is not running.') : _('No refused keys yet.'))
+					: _('Learn mode is off: turn it on above to list the keys that are refused.')
 				])
 			])
 		]));
@@ -80,7 +84,7 @@ return view.extend({
 			return (!value || /^(nodekey:)?[0-9a-f]{64}$/.test(value)) ? true : _('Expecting a node key: nodekey: and 64 hexadecimal digits');
 		};
 		o = s.option(form.Flag, 'log_refused_keys', _('Learn mode'),
-			_('Log each refused node key (at most every 10 minutes) so it can be allowed below.'));
+			_('The relay remembers the last 64 node keys it refused, listed below to be allowed, and logs each at most every 10 minutes.'));
 		o.rmempty = false;
 
 		poll.add(() => this.refresh(), POLL_INTERVAL);

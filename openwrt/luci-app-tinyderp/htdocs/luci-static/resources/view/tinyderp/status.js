@@ -57,6 +57,27 @@ function checkText(m, steps) {
 	return '%s (%s)%s'.format(verdict, when, detail ? ': ' + detail : '');
 }
 
+// The mesh as the relay reports it (`tinyderp status --json`): relays logged in here with
+// the mesh key, and the peers this relay dials itself (builds with a TLS client only).
+function meshItems(mesh) {
+	const items = [];
+	for (const c of (mesh || {}).clients || [])
+		items.push(E('div', { 'class': 'tinyderp-mesh-client', 'data-key': c.key }, [
+			_('%s from %s, logged in for %s%s').format(c.key.replace(/^nodekey:/, '').substr(0, 16) + '…', c.address || '?',
+				fmtUptime(c.connected_seconds), c.watching ? '' : ' ' + _('(not watching)'))
+		]));
+	const more = ((mesh || {}).clients_total || 0) - (((mesh || {}).clients || []).length);
+	if (more > 0)
+		items.push(E('div', {}, [ _('and %d more').format(more) ]));
+	for (const p of (mesh || {}).peers || [])
+		items.push(E('div', { 'class': 'tinyderp-mesh-peer', 'data-peer': p.peer }, [
+			p.connected
+				? _('%s: connected for %s, %d clients learned').format(p.peer, fmtUptime(p.since_seconds), p.clients_learned)
+				: _('%s: not connected (%s)').format(p.peer, p.last_error || _('not dialled yet'))
+		]));
+	return items.length ? items : [ _('none') ];
+}
+
 return view.extend({
 	load: function() {
 		return callStatus();
@@ -77,6 +98,7 @@ return view.extend({
 			[ 'drops', _('Drops by reason'), st.running ? reasons(b.packets_dropped_total) : '-' ],
 			[ 'refusals', _('Refusals by reason'), st.running ? reasons(b.clients_refused_total) : '-' ],
 			[ 'check', _('Last reachability check'), st.running ? checkText(m, b.check_status) : '-' ],
+			[ 'mesh', _('Mesh peers'), st.running ? meshItems(st.mesh) : '-' ],
 			[ 'pin', _('Certificate pin'), st.pin || (st.derpmap_error ? st.derpmap_error : '-') ]
 		];
 	},
@@ -85,7 +107,7 @@ return view.extend({
 		return E('table', { 'class': 'table', 'id': 'tinyderp-status' }, this.rows(st).map(r =>
 			E('tr', { 'class': 'tr', 'data-field': r[0] }, [
 				E('td', { 'class': 'td left', 'width': '33%' }, [ r[1] ]),
-				E('td', { 'class': 'td left', 'id': 'tinyderp-' + r[0] }, [ r[2] ])
+				E('td', { 'class': 'td left', 'id': 'tinyderp-' + r[0] }, Array.isArray(r[2]) ? r[2] : [ r[2] ])
 			])));
 	},
 
