@@ -9,33 +9,17 @@
 #   build-luci.sh SOURCES_DIR    prints the output directory on the last line
 #
 # Exit codes: 0 built (or cached), 77 the sources are absent (skip), other: failed.
-# Cached by content: ~/.cache/tinyderp/openwrt-luci/<sha256 of the tarballs and this script>.
+# Cached by content: ~/.cache/tinyderp/openwrt-luci/<sha256 of the tarballs, this script
+# and common.sh>.
 set -euo pipefail
 
-src=${1:-}
-if [ -z "$src" ] || [ ! -d "$src" ]; then
-    echo "OpenWrt userland sources not found at '${src:-<unset>}': skipping"
-    exit 77
-fi
-src=$(cd "$src" && pwd)
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+. "$(dirname "$self")/common.sh"
+src=$(sources_dir "${1:-}") || exit 77
 cache=${OPENWRT_LUCI_CACHE:-$HOME/.cache/tinyderp/openwrt-luci}
 
-tarball() {
-    local f
-    f=$(ls "$src/$1".tar.gz "$src/$1"-*.tar.gz 2>/dev/null | head -n1)
-    [ -n "$f" ] || { echo "missing source tarball $1-*.tar.gz in $src" >&2; return 1; }
-    echo "$f"
-}
-
-names=(libubox ubus uci ucode rpcd uhttpd lucihttp luci openwrt-tree-openwrt-24.10)
-files=()
-for n in "${names[@]}"; do
-    f=$(tarball "$n") || { echo "LuCI sources incomplete: skipping"; exit 77; }
-    files+=("$f")
-done
-key=$( (sha256sum "${files[@]}" | awk '{print $1}'; sha256sum "$self" | awk '{print $1}') |
-    sha256sum | cut -c1-16)
+collect_sources LuCI libubox ubus uci ucode rpcd uhttpd lucihttp luci openwrt-tree-openwrt-24.10
+key=$(cache_key "$self")
 out="$cache/$key"
 if [ -f "$out/.done" ]; then
     echo "LuCI: cached"
@@ -43,13 +27,7 @@ if [ -f "$out/.done" ]; then
     exit 0
 fi
 
-need=(build-essential cmake pkgconf libjson-c-dev libssl-dev zlib1g-dev libcrypt-dev)
-missing=()
-for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade "${missing[@]}" >/dev/null
-fi
+apt_need build-essential cmake pkgconf libjson-c-dev libssl-dev zlib1g-dev libcrypt-dev
 
 mkdir -p "$cache"
 work="$cache/build-$key"
@@ -68,25 +46,8 @@ if [ ! -f "$work/unpacked" ]; then
     touch "$work/unpacked"
 fi
 
-# glibc 2.36 has no strlcpy (musl has): rpcd's sys plugin uses it.
-cat >"$work/compat.h" <<'EOF2'
-#include <stddef.h>
-static inline size_t owrt_compat_strlcpy(char *d, const char *s, size_t n)
-{
-	size_t l = __builtin_strlen(s);
-	if (n) {
-		size_t c = l >= n ? n - 1 : l;
-		__builtin_memcpy(d, s, c);
-		d[c] = 0;
-	}
-	return l;
-}
-#define strlcpy owrt_compat_strlcpy
-EOF2
-nowerr="-Wno-error=format-overflow -Wno-error=format-truncation -Wno-error=maybe-uninitialized \
--Wno-error=stringop-truncation -Wno-error=stringop-overread -Wno-error=cpp -Wno-error=unused-result \
--Wno-error=use-after-free -Wno-error=dangling-pointer"
-export CFLAGS="-O2 -I$root/usr/include $nowerr"
+write_compat_h "$work/compat.h"
+export CFLAGS="-O2 -I$root/usr/include $NOWERR"
 # rpcd, uhttpd, lucihttp, html.c and luci.core need it on glibc (vasprintf and friends).
 gnu="-D_GNU_SOURCE="  # empty, like the sources' own #define: no redefinition warning
 export LDFLAGS="-L$root/usr/lib -Wl,-rpath-link,$root/usr/lib"

@@ -8,34 +8,17 @@
 #
 # Exit codes: 0 built (or found in the cache), 77 the sources are absent (skip), other: failed.
 # Outputs are cached by content: ~/.cache/tinyderp/openwrt-userland/<sha256 of the source
-# tarballs and this script>, so a second run only hashes.
+# tarballs, this script and common.sh>, so a second run only hashes.
 set -euo pipefail
 
-src=${1:-}
-if [ -z "$src" ] || [ ! -d "$src" ]; then
-    echo "OpenWrt userland sources not found at '${src:-<unset>}': skipping"
-    exit 77
-fi
-src=$(cd "$src" && pwd)
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+. "$(dirname "$self")/common.sh"
+src=$(sources_dir "${1:-}") || exit 77
 cache=${OPENWRT_USERLAND_CACHE:-$HOME/.cache/tinyderp/openwrt-userland}
 
-tarball() { # name prefix -> the one tarball of that source
-    local f
-    f=$(ls "$src/$1".tar.gz "$src/$1"-*.tar.gz 2>/dev/null | head -n1)
-    [ -n "$f" ] || { echo "missing source tarball $1-*.tar.gz in $src" >&2; return 1; }
-    echo "$f"
-}
-
-names=(libubox ubus uci ucode udebug ubox procd jsonpath opkg-lede apk-tools firewall4
-    busybox openwrt-tree-openwrt-24.10 openwrt-tree-openwrt-25.12)
-files=()
-for n in "${names[@]}"; do
-    f=$(tarball "$n") || { echo "OpenWrt userland sources incomplete: skipping"; exit 77; }
-    files+=("$f")
-done
-key=$( (sha256sum "${files[@]}" | awk '{print $1}'; sha256sum "$self" | awk '{print $1}') |
-    sha256sum | cut -c1-16)
+collect_sources "OpenWrt userland" libubox ubus uci ucode udebug ubox procd jsonpath \
+    opkg-lede apk-tools firewall4 busybox openwrt-tree-openwrt-24.10 openwrt-tree-openwrt-25.12
+key=$(cache_key "$self")
 out="$cache/$key"
 if [ -f "$out/.done" ]; then
     echo "OpenWrt userland: cached"
@@ -43,15 +26,9 @@ if [ -f "$out/.done" ]; then
     exit 0
 fi
 
-# Debian build dependencies (CI machines start fresh).
-need=(build-essential cmake pkgconf libjson-c-dev libssl-dev zlib1g-dev meson ninja-build
-    nftables util-linux patch)
-missing=()
-for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade "${missing[@]}" >/dev/null
-fi
+# Debian build dependencies.
+apt_need build-essential cmake pkgconf libjson-c-dev libssl-dev zlib1g-dev meson ninja-build \
+    nftables util-linux patch
 
 mkdir -p "$cache"
 # The work dir survives a failed build (a rerun resumes after the last finished step) and
@@ -74,25 +51,8 @@ if [ ! -f "$work/unpacked" ]; then
     touch "$work/unpacked"
 fi
 
-# glibc 2.36 has no strlcpy (musl has); gcc 12 warns where OpenWrt's gcc does not.
-cat >"$work/compat.h" <<'EOF'
-#include <stddef.h>
-static inline size_t owrt_compat_strlcpy(char *d, const char *s, size_t n)
-{
-	size_t l = __builtin_strlen(s);
-	if (n) {
-		size_t c = l >= n ? n - 1 : l;
-		__builtin_memcpy(d, s, c);
-		d[c] = 0;
-	}
-	return l;
-}
-#define strlcpy owrt_compat_strlcpy
-EOF
-nowerr="-Wno-error=format-overflow -Wno-error=format-truncation -Wno-error=maybe-uninitialized \
--Wno-error=stringop-truncation -Wno-error=stringop-overread -Wno-error=cpp -Wno-error=unused-result \
--Wno-error=use-after-free -Wno-error=dangling-pointer"
-export CFLAGS="-O2 -I$root/usr/include $nowerr"
+write_compat_h "$work/compat.h"
+export CFLAGS="-O2 -I$root/usr/include $NOWERR"
 export LDFLAGS="-L$root/usr/lib -Wl,-rpath-link,$root/usr/lib"
 export PKG_CONFIG_PATH="$root/usr/lib/pkgconfig"
 

@@ -14,36 +14,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tinyderp/target}"
 src=${OPENWRT_USERLAND_SOURCES:-$root/../shared/openwrt-userland/sources}
+. "$here/common.sh"
 
-if [ "$(id -u)" != 0 ]; then
-    echo "SKIPPED: the LuCI stage boots procd in namespaces and needs root"
-    exit 77
-fi
-if ! unshare --pid --fork --mount --uts --ipc --net true 2>/dev/null; then
-    echo "SKIPPED: cannot create PID/mount/network namespaces here"
-    exit 77
-fi
-
-out=$(bash "$here/build-userland.sh" "$src")
-rc=$?
-echo "$out" | sed '$d'
-[ "$rc" = 77 ] && { echo "SKIPPED: no OpenWrt userland sources"; exit 77; }
-[ "$rc" = 0 ] || { echo "building the OpenWrt userland failed"; exit 1; }
-export OPENWRT_USERLAND=${out##*$'\n'}
-
-out=$(bash "$here/build-luci.sh" "$src")
-rc=$?
-echo "$out" | sed '$d'
-[ "$rc" = 77 ] && { echo "SKIPPED: no LuCI sources"; exit 77; }
-[ "$rc" = 0 ] || { echo "building LuCI failed"; exit 1; }
-export OPENWRT_LUCI=${out##*$'\n'}
+need_root_and_namespaces LuCI
+run_build "$here/build-userland.sh" "$src" "the OpenWrt userland"
+export OPENWRT_USERLAND=$built
+run_build "$here/build-luci.sh" "$src" LuCI
+export OPENWRT_LUCI=$built
 
 export TINYDERP_DIST=${TINYDERP_DIST:-$root/dist}
-if ! ls "$TINYDERP_DIST"/tinyderp_*_x86_64.ipk >/dev/null 2>&1; then
-    echo "--- x86_64 packages missing in $TINYDERP_DIST: building them"
-    TINYDERP_DIST=$TINYDERP_DIST bash "$root/cross/build.sh" x86_64 &&
-        TINYDERP_DIST=$TINYDERP_DIST bash "$root/openwrt/package.sh" x86_64 || exit 1
-fi
+x86_64_packages "$root"
 # The LuCI app from this checkout (architecture-independent, quick).
 TINYDERP_DIST=$TINYDERP_DIST bash "$root/openwrt/package.sh" luci >/dev/null || exit 1
 
@@ -53,20 +33,9 @@ TINYDERP_DIST=$TINYDERP_DIST bash "$root/openwrt/package.sh" luci >/dev/null || 
 export DERP_CLIENT=$CARGO_TARGET_DIR/debug/examples/derp_client
 export TINYDERP_HOST_BIN=$CARGO_TARGET_DIR/debug/tinyderp
 
-if ! command -v chromium >/dev/null; then
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade chromium >/dev/null ||
-        { echo "installing chromium failed"; exit 1; }
-fi
+command -v chromium >/dev/null || apt_need chromium || { echo "installing chromium failed"; exit 1; }
 venv=$HOME/.cache/tinyderp/luci-venv
-if ! "$venv/bin/python" -c 'import pytest, playwright.sync_api' 2>/dev/null; then
-    python3 -m venv "$venv" && "$venv/bin/pip" install -q pytest playwright || exit 1
-fi
+python_venv "$venv" "pytest, playwright.sync_api" pytest playwright
 
 cd "$here" && "$venv/bin/python" -m pytest -p no:cacheprovider -rfEsxX -v "$@" test_luci.py
-rc=$?
-case "$rc" in
-0) exit 0 ;;
-5) echo "SKIPPED: no scenario ran"; exit 77 ;;
-*) exit 1 ;;
-esac
+stage_exit $?

@@ -336,6 +336,9 @@ class TestLuci:
             json.loads(snippets[3])
             buttons = page.locator("#tinyderp-snippets button")
             assert buttons.count() == 4
+            # Before the copy notifications cover the top of the page.
+            page.evaluate("window.scrollTo(0, 0)")
+            shot(luci, page, "status")
             browser.context.grant_permissions(["clipboard-read", "clipboard-write"])
             for i in range(4):
                 buttons.nth(i).click()
@@ -348,7 +351,6 @@ class TestLuci:
                         break
                     time.sleep(0.1)
                 assert copied.strip() == want, (i, copied[:200])
-            shot(luci, page, "status")
             hold.stdin.write("go\n")
             hold.stdin.flush()
             assert hold.wait(timeout=30) == 0, "held clients did not relay"
