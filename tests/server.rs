@@ -650,3 +650,45 @@ fn private_key_never_appears_in_logs_or_pages() {
         );
     }
 }
+
+/// `validate`'s refusals quote the user's text exactly as the library writes them on the
+/// host. Under the router stage (cross/smoke.sh) TINYDERP_BIN is the cross-built binary,
+/// whose Debug formatting is cut down for size (cross/size-config.toml), so this proves
+/// that no message that quotes user input depends on it.
+#[test]
+fn validate_messages_match_the_host_library() {
+    let cases: &[&str] = &[
+        "--hostname=a b",
+        "--hostname=q\"u'o\\te x",
+        "--hostname=é x",
+        "--stun-port=abc",
+        "--tcp-keepalive=-5s",
+        "--tcp-keepalive=\u{301}zz",
+        "--tcp-user-timeout=1 minute",
+        "--metrics-allow=::ffff:10.0.0.0/104",
+        "--metrics-allow=10.0.0.0/40",
+        "--metrics-allow=x\u{200b}y",
+        "--verify-clients=maybe",
+        "--verify-client-url=ftp://x",
+        "--verify-client-url=http://u@x/",
+        "--verify-client-url=http://x:0/",
+    ];
+    for case in cases {
+        let args = ["tinyderp", "validate", case].map(String::from);
+        let want = match tinyderp::command::parse(&args) {
+            Err(exit) => exit,
+            Ok(_) => panic!("{case}: the library accepts it"),
+        };
+        assert!(want.to_stderr && want.code == 2, "{case}: {want:?}");
+        // The message must quote the value: this test is about quoting.
+        let value = case.split_once('=').map(|(_, value)| value).unwrap_or("");
+        assert!(
+            want.output.contains(&format!("{value:?}")),
+            "{case}: {want:?}"
+        );
+        let (status, stdout, stderr) = run_tinyderp(&["validate", case]);
+        assert_eq!(status.code(), Some(want.code), "{case}: {stderr}");
+        assert_eq!(stdout, "", "{case}");
+        assert_eq!(stderr, format!("{}\n", want.output), "{case}");
+    }
+}
