@@ -692,3 +692,30 @@ fn validate_messages_match_the_host_library() {
         assert_eq!(stderr, format!("{}\n", want.output), "{case}");
     }
 }
+
+/// The served binary prefers AES-128-GCM over AES-256-GCM whatever the client's order (the
+/// preference is computed from the suites' names, so this also proves the router binary's
+/// cut-down Debug formatting, cross/size-config.toml, leaves them intact).
+#[test]
+fn server_prefers_aes_128_over_aes_256() {
+    use rustls::crypto::ring::{cipher_suite, default_provider};
+    let server = TestServer::start(&[]);
+    let mut provider = default_provider();
+    provider.cipher_suites = vec![
+        cipher_suite::TLS13_AES_256_GCM_SHA384,
+        cipher_suite::TLS13_AES_128_GCM_SHA256,
+    ];
+    let provider = std::sync::Arc::new(provider);
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(
+            tinyderp::client::AcceptAnyCert::new(provider),
+        ))
+        .with_no_client_auth();
+    let connector = futures_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tls = smol::block_on(tls_connect(&connector, server.derp_addr)).expect("TLS handshake");
+    let suite = tls.get_ref().1.negotiated_cipher_suite().expect("a suite");
+    assert_eq!(suite.suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+}
