@@ -28,7 +28,7 @@
 #   TINYDERP_CROSS_TARGET  cargo target dir (default $TINYDERP_CACHE/cross-target)
 #   TINYDERP_FEATURES   cargo features added to the router build, which has no default
 #                       features but port-mapping (e.g. TINYDERP_FEATURES=tls-client; costs
-#                       in docs/building.md)
+#                       in docs/building.md; port-mapping itself is 45,168 bytes on mips_24kc)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

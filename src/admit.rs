@@ -11,6 +11,7 @@
 //! verdicts. The I/O (the Unix socket, the TCP/TLS connection, deadlines and check slots)
 //! is in `net::admission`, which calls these functions.
 
+use crate::text::Quoted;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -150,7 +151,10 @@ impl FromStr for AdmissionUrl {
         }
         let lower = text.to_ascii_lowercase();
         let bad = || {
-            format!("{text:?} is not an http:// or https:// URL (e.g. http://127.0.0.1:9000/admit)")
+            format!(
+                "{} is not an http:// or https:// URL (e.g. http://127.0.0.1:9000/admit)",
+                Quoted(text)
+            )
         };
         let (tls, scheme_len) = if lower.starts_with("https://") {
             (true, "https://".len())
@@ -174,7 +178,10 @@ impl FromStr for AdmissionUrl {
         };
         let target = target.split('#').next().unwrap_or("/").to_string();
         if authority.contains('@') {
-            return Err(format!("{text:?}: user names in the URL are not supported"));
+            return Err(format!(
+                "{}: user names in the URL are not supported",
+                Quoted(text)
+            ));
         }
         let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
             let (host, after) = bracketed.split_once(']').ok_or_else(bad)?;
@@ -204,7 +211,7 @@ impl FromStr for AdmissionUrl {
             None => 80,
             Some(digits) => match digits.parse::<u16>() {
                 Ok(port) if port != 0 && digits.bytes().all(|b| b.is_ascii_digit()) => port,
-                _ => return Err(format!("{text:?}: port must be 1-65535")),
+                _ => return Err(format!("{}: port must be 1-65535", Quoted(text))),
             },
         };
         Ok(AdmissionUrl {
@@ -354,7 +361,7 @@ pub fn parse_response(buf: &[u8], at_eof: bool) -> Result<Option<Response>, Stri
     if let Some(length) = header("content-length") {
         let length: usize = length
             .parse()
-            .map_err(|_| format!("bad Content-Length {length:?}"))?;
+            .map_err(|_| format!("bad Content-Length {}", Quoted(&length)))?;
         return match rest.get(..length) {
             Some(body) => Ok(Some(Response {
                 status,
@@ -385,7 +392,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>, String> {
         let size_text = String::from_utf8_lossy(line);
         let size_text = size_text.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+            .map_err(|_| format!("bad chunk size {}", Quoted(size_text)))?;
         let data_start = line_end.saturating_add(2);
         if size == 0 {
             return Ok(Some(body));

@@ -10,6 +10,7 @@
 //! - [`admit`]: who may use the relay, as pure policy (allowlist, whois and admission URL
 //!   requests and verdicts); its sockets are in `net`.
 //! - [`keyfile`]: the server key file's format (pure); its file I/O is in `net`.
+//! - [`text`]: user-visible quoting and durations that do not depend on `Debug` formatting.
 
 pub mod admit;
 pub mod cert;
@@ -23,3 +24,4 @@ pub mod keyfile;
 pub mod net;
 pub mod proto;
 pub mod relay;
+pub mod text;

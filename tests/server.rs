@@ -650,3 +650,72 @@ fn private_key_never_appears_in_logs_or_pages() {
         );
     }
 }
+
+/// `validate`'s refusals quote the user's text exactly as the library writes them on the
+/// host. Under the router stage (cross/smoke.sh) TINYDERP_BIN is the cross-built binary,
+/// whose Debug formatting is cut down for size (cross/size-config.toml), so this proves
+/// that no message that quotes user input depends on it.
+#[test]
+fn validate_messages_match_the_host_library() {
+    let cases: &[&str] = &[
+        "--hostname=a b",
+        "--hostname=q\"u'o\\te x",
+        "--hostname=é x",
+        "--stun-port=abc",
+        "--tcp-keepalive=-5s",
+        "--tcp-keepalive=\u{301}zz",
+        "--tcp-user-timeout=1 minute",
+        "--metrics-allow=::ffff:10.0.0.0/104",
+        "--metrics-allow=10.0.0.0/40",
+        "--metrics-allow=x\u{200b}y",
+        "--verify-clients=maybe",
+        "--verify-client-url=ftp://x",
+        "--verify-client-url=http://u@x/",
+        "--verify-client-url=http://x:0/",
+    ];
+    for case in cases {
+        let args = ["tinyderp", "validate", case].map(String::from);
+        let want = match tinyderp::command::parse(&args) {
+            Err(exit) => exit,
+            Ok(_) => panic!("{case}: the library accepts it"),
+        };
+        assert!(want.to_stderr && want.code == 2, "{case}: {want:?}");
+        // The message must quote the value: this test is about quoting.
+        let value = case.split_once('=').map(|(_, value)| value).unwrap_or("");
+        assert!(
+            want.output.contains(&format!("{value:?}")),
+            "{case}: {want:?}"
+        );
+        let (status, stdout, stderr) = run_tinyderp(&["validate", case]);
+        assert_eq!(status.code(), Some(want.code), "{case}: {stderr}");
+        assert_eq!(stdout, "", "{case}");
+        assert_eq!(stderr, format!("{}\n", want.output), "{case}");
+    }
+}
+
+/// The served binary prefers AES-128-GCM over AES-256-GCM whatever the client's order (the
+/// preference is computed from the suites' names, so this also proves the router binary's
+/// cut-down Debug formatting, cross/size-config.toml, leaves them intact).
+#[test]
+fn server_prefers_aes_128_over_aes_256() {
+    use rustls::crypto::ring::{cipher_suite, default_provider};
+    let server = TestServer::start(&[]);
+    let mut provider = default_provider();
+    provider.cipher_suites = vec![
+        cipher_suite::TLS13_AES_256_GCM_SHA384,
+        cipher_suite::TLS13_AES_128_GCM_SHA256,
+    ];
+    let provider = std::sync::Arc::new(provider);
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(
+            tinyderp::client::AcceptAnyCert::new(provider),
+        ))
+        .with_no_client_auth();
+    let connector = futures_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tls = smol::block_on(tls_connect(&connector, server.derp_addr)).expect("TLS handshake");
+    let suite = tls.get_ref().1.negotiated_cipher_suite().expect("a suite");
+    assert_eq!(suite.suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+}

@@ -1,5 +1,6 @@
 //! Why a certificate could not be loaded, generated or served.
 
+use crate::text::Quoted;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -161,8 +162,9 @@ impl fmt::Display for CertError {
             ),
             CertError::InvalidName { name } => write!(
                 f,
-                "{name:?} is neither a valid DNS name nor an IP address, so it cannot go in a \
-                 certificate"
+                "{} is neither a valid DNS name nor an IP address, so it cannot go in a \
+                 certificate",
+                Quoted(name)
             ),
             CertError::NoNames => write!(
                 f,

@@ -2,6 +2,7 @@
 //! of mistake and logs and metrics can name it by a stable [`ConfigError::label`], while
 //! [`std::fmt::Display`] gives the one-line message with the fix.
 
+use crate::text::Quoted;
 use std::fmt;
 
 /// An option that failed validation. Every variant names the option by its long flag
@@ -295,9 +296,11 @@ impl ConfigError {
     /// What is wrong and how to fix it, without the flag.
     fn problem(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::NotA { value, want, .. } => write!(f, "{value:?} is not {want}"),
+            ConfigError::NotA { value, want, .. } => write!(f, "{} is not {want}", Quoted(value)),
             ConfigError::Empty { hint, .. } => write!(f, "must not be empty{hint}"),
-            ConfigError::Spaces { value, .. } => write!(f, "{value:?} must not contain spaces"),
+            ConfigError::Spaces { value, .. } => {
+                write!(f, "{} must not contain spaces", Quoted(value))
+            }
             ConfigError::ControlChars { .. } => f.write_str("must not contain control characters"),
             ConfigError::TooLong { max, what, .. } => {
                 write!(f, "{what}is longer than {max} characters")
@@ -312,7 +315,7 @@ impl ConfigError {
                 value,
                 spelling,
             } => {
-                write!(f, "{value:?} is not true or false")?;
+                write!(f, "{} is not true or false", Quoted(value))?;
                 match spelling {
                     BoolSpelling::Switch => write!(f, " (write {flag} alone, or {flag}=false)"),
                     BoolSpelling::Explicit => write!(f, " (write {flag}=true or {flag}=false)"),
@@ -461,9 +464,10 @@ impl fmt::Display for DurationError {
         match self {
             DurationError::Malformed(text) => write!(
                 f,
-                "{text:?} is not a duration (use e.g. 2s, 10m, 1m30s, 500ms, or seconds)"
+                "{} is not a duration (use e.g. 2s, 10m, 1m30s, 500ms, or seconds)",
+                Quoted(text)
             ),
-            DurationError::Negative(text) => write!(f, "{text:?} must not be negative"),
+            DurationError::Negative(text) => write!(f, "{} must not be negative", Quoted(text)),
         }
     }
 }
@@ -475,13 +479,18 @@ impl fmt::Display for CidrError {
         match self {
             CidrError::Malformed(text) => write!(
                 f,
-                "{text:?} is not an IP range (use e.g. 192.168.1.0/24, fd00::/8 or 192.168.1.10)"
+                "{} is not an IP range (use e.g. 192.168.1.0/24, fd00::/8 or 192.168.1.10)",
+                Quoted(text)
             ),
             CidrError::Mapped(text) => {
-                write!(f, "{text:?}: write IPv4 ranges as IPv4, e.g. 10.1.0.0/16")
+                write!(
+                    f,
+                    "{}: write IPv4 ranges as IPv4, e.g. 10.1.0.0/16",
+                    Quoted(text)
+                )
             }
             CidrError::PrefixLength { value, max } => {
-                write!(f, "{value:?}: prefix length must be 0-{max}")
+                write!(f, "{}: prefix length must be 0-{max}", Quoted(value))
             }
         }
     }

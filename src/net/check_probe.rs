@@ -4,6 +4,7 @@
 //! with two DERP clients of this crate and a STUN request. Every probe has a deadline;
 //! what they see goes to the pure [`crate::check::evaluate`].
 
+use crate::text::DurationText;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -66,7 +67,7 @@ async fn with_timeout<T>(
         smol::Timer::after(limit).await;
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("{what} timed out after {limit:?}"),
+            format!("{what} timed out after {}", DurationText(limit)),
         ))
     })
     .await

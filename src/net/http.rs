@@ -2,6 +2,7 @@
 //! the status page and Prometheus metrics. Every response is built whole and the
 //! connection is closed after it (clients of these paths open one request per connection).
 
+use crate::text::Quoted;
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 
@@ -59,7 +60,7 @@ pub(crate) fn route_https(server: &Server, head: &RequestHead, peer: SocketAddr)
                 Route::Derp
             } else {
                 if !upgrade.is_empty() {
-                    log::debug!("{peer}: weird upgrade {upgrade:?}");
+                    log::debug!("{peer}: weird upgrade {}", Quoted(upgrade));
                 }
                 count(server, "derp_no_upgrade");
                 Route::Respond(http_proto::simple_response(

@@ -47,11 +47,12 @@ pub(crate) struct MeshPeers {
 
 impl MeshPeers {
     /// The peers of `config` (at most [`MAX_MESH_PEERS`]; the config check enforces it),
-    /// with the system roots read if any peer needs them.
+    /// with the system roots read if any peer needs them. A build without the `tls-client`
+    /// feature has no dialer (its configuration refuses `--mesh-with`), so it never reads
+    /// them, and the CA-bundle parser (certificate DER and PEM, about 35 KB on MIPS) is left
+    /// out of the binary.
     pub(crate) fn new(peers: &[MeshPeer]) -> MeshPeers {
-        let roots = peers
-            .iter()
-            .any(|peer| peer.pin.is_none())
+        let roots = (cfg!(feature = "tls-client") && peers.iter().any(|peer| peer.pin.is_none()))
             .then(system_roots);
         MeshPeers {
             peers: peers

@@ -4,6 +4,7 @@
 //! plugin runs it, so the web interface shows live data without scraping HTML or the log
 //! and without a TLS client.
 
+use crate::text::{DurationText, Quoted};
 use std::io;
 use std::time::Duration;
 
@@ -53,8 +54,9 @@ pub fn run(config: &Config, json: bool) -> io::Result<String> {
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
-                "no answer from {} within {FETCH_DEADLINE:?}",
-                path.display()
+                "no answer from {} within {}",
+                path.display(),
+                DurationText(FETCH_DEADLINE)
             ),
         ))
     };
@@ -69,7 +71,10 @@ fn body_of(raw: &[u8]) -> io::Result<String> {
         .ok_or_else(|| io::Error::other("truncated HTTP response"))?;
     let status = head.lines().next().unwrap_or_default();
     if status.split_whitespace().nth(1) != Some("200") {
-        return Err(io::Error::other(format!("relay answered {status:?}")));
+        return Err(io::Error::other(format!(
+            "relay answered {}",
+            Quoted(status)
+        )));
     }
     Ok(body.to_string())
 }
