@@ -650,3 +650,34 @@ fn private_key_never_appears_in_logs_or_pages() {
         );
     }
 }
+
+/// The server picks its own first suite (`ignore_client_order`), chosen per CPU by
+/// measurement (`tinyderp::cert::cipher_suites`), whatever order the client offers:
+/// Go's order on a CPU with AES instructions, Go's order without them, all of rustls's.
+/// A client offering only another suite still gets it.
+#[test]
+fn the_server_picks_its_preferred_cipher_suite_whatever_the_client_order() {
+    use rustls::CipherSuite as S;
+    let server = TestServer::start(&[]);
+    let preferred = tinyderp::cert::cipher_suites(tinyderp::cert::aes_is_faster())[0].suite();
+    let aes_first = vec![
+        S::TLS13_AES_128_GCM_SHA256,
+        S::TLS13_AES_256_GCM_SHA384,
+        S::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    let chacha_first = vec![
+        S::TLS13_CHACHA20_POLY1305_SHA256,
+        S::TLS13_AES_128_GCM_SHA256,
+        S::TLS13_AES_256_GCM_SHA384,
+    ];
+    for offered in [aes_first, chacha_first, Vec::new()] {
+        let mut config = server.client_config();
+        config.tls_suites = offered.clone();
+        let client = smol::block_on(Client::connect(&config)).expect("client connects");
+        assert_eq!(client.tls_suite(), Some(preferred), "offered {offered:?}");
+    }
+    let mut config = server.client_config();
+    config.tls_suites = vec![S::TLS13_AES_256_GCM_SHA384];
+    let client = smol::block_on(Client::connect(&config)).expect("client connects");
+    assert_eq!(client.tls_suite(), Some(S::TLS13_AES_256_GCM_SHA384));
+}
