@@ -21,7 +21,9 @@
 # generation, Go runtime), so the differences must be large: the defaults relay 5.6 MB.
 #
 # Environment: LOGINS_A/LOGINS_B (default 1/21), PKTS_A/PKTS_B (per pair, default 20/2020),
-# PAIRS (2), RUN_TIMEOUT (seconds one counted run may take, default 1200),
+# PAIRS (2), SUITES (TLS suites tinyderp is also measured with, one at a time; default
+# "chacha aes128 aes256", empty for none), RUN_TIMEOUT (seconds one counted run may take,
+# default 1200),
 # TINYDERP_DIST (dir with <arch>/tinyderp; default dist/, built by cross/build.sh unless
 # SKIP_BUILD=1), SKIP_DERPER=1, RESULTS (output dir).
 set -euo pipefail
@@ -35,6 +37,7 @@ LOGINS_B="${LOGINS_B:-21}"
 PKTS_A="${PKTS_A:-20}"
 PKTS_B="${PKTS_B:-2020}"
 PAIRS="${PAIRS:-2}"
+SUITES="${SUITES-chacha aes128 aes256}"
 SIZE=1400
 RUN_TIMEOUT="${RUN_TIMEOUT:-1200}"
 DIST="${TINYDERP_DIST:-$ROOT/dist}"
@@ -110,9 +113,11 @@ stop_server() {
     fi
 }
 
+# SUITE_ARGS: empty (the client offers every suite, the server picks) or --suite NAME.
+SUITE_ARGS=()
 load() {
     timeout "$RUN_TIMEOUT" "$LOAD" --addr "127.0.0.1:$PORT" --server-name "$SERVER_NAME_ARG" \
-        --pid "$SERVER_PID" "$@"
+        --pid "$SERVER_PID" ${SUITE_ARGS[@]+"${SUITE_ARGS[@]}"} "$@"
 }
 
 # counted ARCH SERVER BINARY TAG LOAD-ARGS...: one server run under the plugin; prints
@@ -184,6 +189,19 @@ for arch in "${ARCHES[@]}"; do
         a="$(counted "$arch" "$name" "$bin" ra "${relay[@]}" --packets "$PKTS_A")"
         b="$(counted "$arch" "$name" "$bin" rb "${relay[@]}" --packets "$PKTS_B")"
         record "{\"scenario\":\"relay\",\"arch\":\"$arch\",\"server\":\"$name\",\"size\":$SIZE,\"a\":$a,\"b\":$b}"
+        # tinyderp once more per TLS suite, the client offering only that one: what each
+        # suite costs on this CPU, the measurement behind the server's preference
+        # (src/cert/provider.rs).
+        if [ "$name" = tinyderp ]; then
+            for suite in $SUITES; do
+                log "$arch $name: relay with $suite only"
+                SUITE_ARGS=(--suite "$suite")
+                a="$(counted "$arch" "$name" "$bin" "sa-$suite" "${relay[@]}" --packets "$PKTS_A")"
+                b="$(counted "$arch" "$name" "$bin" "sb-$suite" "${relay[@]}" --packets "$PKTS_B")"
+                SUITE_ARGS=()
+                record "{\"scenario\":\"relay-suite\",\"suite\":\"$suite\",\"arch\":\"$arch\",\"server\":\"$name\",\"size\":$SIZE,\"a\":$a,\"b\":$b}"
+            done
+        fi
         publish
     done
 done

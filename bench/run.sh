@@ -10,7 +10,9 @@
 # OPEN_LOOP_PAIRS (default 20; "" skips the open-loop run), IDLE_STEPS
 # (default 1000,2000,3000,4000,5000), DURATION (measured seconds, default 8),
 # TINYDERP_BIN (a prebuilt tinyderp), TINYDERP_STATIC_BIN (a static build: idle RSS too), SKIP_DERPER=1 (tinyderp only), SKIP_CALLGRIND=1 (no valgrind counts), SERVER_CORE / LOAD_CORE (0 / 1),
-# SAVE_RAW=FILE (keep the raw JSON lines, e.g. of a smoke run).
+# SAVE_RAW=FILE (keep the raw JSON lines, e.g. of a smoke run), SUITES (TLS suites whose
+# instructions per byte tinyderp is also counted with, one at a time; default
+# "chacha aes128 aes256", none in a smoke run).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -29,8 +31,9 @@ OPEN_LOOP_PAIRS="${OPEN_LOOP_PAIRS:-20}"
 WARMUP="${WARMUP:-2}"
 SERVER_CORE="${SERVER_CORE:-0}"
 LOAD_CORE="${LOAD_CORE:-1}"
+SUITES="${SUITES-chacha aes128 aes256}"
 if [ "$MODE" = smoke ]; then
-    REPS=1 PAIRS="2 4" IDLE_STEPS=20,50 DURATION=2 WARMUP=1 OPEN_LOOP_PAIRS=""
+    REPS=1 PAIRS="2 4" IDLE_STEPS=20,50 DURATION=2 WARMUP=1 OPEN_LOOP_PAIRS="" SUITES=""
 fi
 
 # 5,000 clients need 5,000 sockets on each side.
@@ -129,9 +132,11 @@ stop_server() {
 }
 
 # load SUBCOMMAND ARGS...: runs derp-load pinned to $LOAD_CORE against the current server.
+# SUITE_ARGS: empty (the client offers every TLS suite, the server picks) or --suite NAME.
+SUITE_ARGS=()
 load() {
     taskset -c "$LOAD_CORE" "$LOAD" --addr "127.0.0.1:$PORT" --server-name "$SERVER_NAME_ARG" \
-        --pid "$SERVER_PID" "$@"
+        --pid "$SERVER_PID" ${SUITE_ARGS[@]+"${SUITE_ARGS[@]}"} "$@"
 }
 
 # record SERVER REP JSON: appends one result line tagged with the server, the repetition
@@ -240,6 +245,19 @@ if [ "${SKIP_CALLGRIND:-0}" != 1 ] && command -v valgrind >/dev/null; then
         b="$(instr_run "$server" rb relay --pairs 2 --size 1400 --packets "$PKTS_B" --window 16 \
             --warmup 0 --duration 300 --probe-rate 0 --quiet)"
         record "$server" 0 "{\"scenario\":\"instr_relay\",\"a\":$a,\"b\":$b,\"packets\":$((2 * (PKTS_B - PKTS_A))),\"size\":1400}"
+        # tinyderp again per TLS suite, the client offering only that one: the measurement
+        # behind the server's suite preference (src/cert/provider.rs).
+        [ "$server" = tinyderp ] || continue
+        for suite in $SUITES; do
+            log "$server under cachegrind: relayed bytes, $suite only"
+            SUITE_ARGS=(--suite "$suite")
+            a="$(instr_run "$server" "sa-$suite" relay --pairs 2 --size 1400 --packets "$PKTS_A" \
+                --window 16 --warmup 0 --duration 300 --probe-rate 0 --quiet)"
+            b="$(instr_run "$server" "sb-$suite" relay --pairs 2 --size 1400 --packets "$PKTS_B" \
+                --window 16 --warmup 0 --duration 300 --probe-rate 0 --quiet)"
+            SUITE_ARGS=()
+            record "$server" 0 "{\"scenario\":\"instr_relay_suite\",\"suite\":\"$suite\",\"a\":$a,\"b\":$b,\"packets\":$((2 * (PKTS_B - PKTS_A))),\"size\":1400}"
+        done
     done
 fi
 

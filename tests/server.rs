@@ -693,9 +693,9 @@ fn validate_messages_match_the_host_library() {
     }
 }
 
-/// The served binary prefers AES-128-GCM over AES-256-GCM whatever the client's order (the
-/// preference is computed from the suites' names, so this also proves the router binary's
-/// cut-down Debug formatting, cross/size-config.toml, leaves them intact).
+/// The served binary prefers AES-128-GCM over AES-256-GCM whatever the client's order (on
+/// every CPU: both preference lists in `tinyderp::cert::cipher_suites` put it first of the
+/// two), also with the router binary's cut-down Debug formatting (cross/size-config.toml).
 #[test]
 fn server_prefers_aes_128_over_aes_256() {
     use rustls::crypto::ring::{cipher_suite, default_provider};
@@ -718,4 +718,46 @@ fn server_prefers_aes_128_over_aes_256() {
     let tls = smol::block_on(tls_connect(&connector, server.derp_addr)).expect("TLS handshake");
     let suite = tls.get_ref().1.negotiated_cipher_suite().expect("a suite");
     assert_eq!(suite.suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+}
+
+/// The server picks its own first suite (`ignore_client_order`), chosen per CPU by
+/// measurement (`tinyderp::cert::cipher_suites`), whatever order the client offers:
+/// Go's order on a CPU with AES instructions, Go's order without them, all of rustls's.
+/// A client offering only another suite still gets it. Under an emulator (the router
+/// stage's `TINYDERP_RUNNER`) the server's CPU is not the test's, so there the pick is only
+/// required to be the same for every order.
+#[test]
+fn the_server_picks_its_preferred_cipher_suite_whatever_the_client_order() {
+    use rustls::CipherSuite as S;
+    let server = TestServer::start(&[]);
+    let emulated = std::env::var_os("TINYDERP_RUNNER").is_some_and(|runner| !runner.is_empty());
+    let host_preferred = tinyderp::cert::cipher_suites(tinyderp::cert::aes_is_faster())[0].suite();
+    let mut first_pick = None;
+    let aes_first = vec![
+        S::TLS13_AES_128_GCM_SHA256,
+        S::TLS13_AES_256_GCM_SHA384,
+        S::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    let chacha_first = vec![
+        S::TLS13_CHACHA20_POLY1305_SHA256,
+        S::TLS13_AES_128_GCM_SHA256,
+        S::TLS13_AES_256_GCM_SHA384,
+    ];
+    for offered in [aes_first, chacha_first, Vec::new()] {
+        let mut config = server.client_config();
+        config.tls_suites = offered.clone();
+        let client = smol::block_on(Client::connect(&config)).expect("client connects");
+        let picked = client.tls_suite();
+        assert!(picked.is_some(), "offered {offered:?}: no suite reported");
+        let expected = *first_pick.get_or_insert(if emulated {
+            picked
+        } else {
+            Some(host_preferred)
+        });
+        assert_eq!(picked, expected, "offered {offered:?}");
+    }
+    let mut config = server.client_config();
+    config.tls_suites = vec![S::TLS13_AES_256_GCM_SHA384];
+    let client = smol::block_on(Client::connect(&config)).expect("client connects");
+    assert_eq!(client.tls_suite(), Some(S::TLS13_AES_256_GCM_SHA384));
 }

@@ -93,6 +93,9 @@ def summarize(rows):
             m["instr_per_packet"] = (c["b"] - c["a"]) / c["packets"]
         else:
             m["instr_per_byte"] = m["instr_per_packet"] = None
+        m["instr_per_byte_by_suite"] = {
+            c["suite"]: (c["b"] - c["a"]) / (c["packets"] * c["size"])
+            for c in by(rows, "instr_relay_suite", server)}
         m["static_idle_rss_kib"] = med([r["rss_kib"] for r in by(rows, "idle_rss", server + "_static")])
         b = by(rows, "binary", server)
         m["binary_bytes"] = b[0]["bytes"] if b else None
@@ -181,6 +184,11 @@ def write_markdown(s, out, raw_rows):
     row("probe p99 µs, idle", t["idle_p99_us"], d["idle_p99_us"], 0)
     row("instructions per relayed byte (cachegrind)", t["instr_per_byte"], d["instr_per_byte"], 1)
     row("instructions per relayed 1400 B packet (cachegrind)", t["instr_per_packet"], d["instr_per_packet"], 0)
+    for suite, label in (("chacha", "ChaCha20-Poly1305"), ("aes128", "AES-128-GCM"),
+                         ("aes256", "AES-256-GCM")):
+        v = t["instr_per_byte_by_suite"].get(suite)
+        if v is not None:
+            row(f"  instructions per relayed byte, {label} only (cachegrind)", v, None, 1)
     row("instructions per new client (TLS + login, cachegrind)", t["instr_per_login"], d["instr_per_login"], 0)
     table = "\n".join(lines)
 

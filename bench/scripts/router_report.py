@@ -60,6 +60,31 @@ def figures(rows):
     return out
 
 
+SUITE_NAMES = (("chacha", "ChaCha20-Poly1305"), ("aes128", "AES-128-GCM"),
+               ("aes256", "AES-256-GCM"))
+# derp-load's name of the suite the server chose, as in the table.
+CHOSEN_NAMES = {"TLS13_CHACHA20_POLY1305_SHA256": "ChaCha20-Poly1305",
+                "TLS13_AES_128_GCM_SHA256": "AES-128-GCM",
+                "TLS13_AES_256_GCM_SHA384": "AES-256-GCM"}
+
+
+def suite_figures(rows):
+    """{arch: {suite: instructions per relayed byte}} from the one-suite relay runs, and
+    {arch: suite the server chose} from the ordinary relay run."""
+    per_suite, chosen = {}, {}
+    for r in rows:
+        if r.get("scenario") == "relay-suite":
+            a, b = r["a"], r["b"]
+            n = b["load"]["received_packets"] - a["load"]["received_packets"]
+            if n > 0:
+                per_suite.setdefault(r["arch"], {})[r["suite"]] = (
+                    (b["insns"] - a["insns"]) / (n * r["size"]))
+        elif r.get("scenario") == "relay" and r.get("server") == "tinyderp":
+            name = r["b"]["load"].get("tls_suite")
+            chosen[r["arch"]] = CHOSEN_NAMES.get(name, name or "n/a")
+    return per_suite, chosen
+
+
 def fmt(v, digits=0):
     if v is None:
         return "n/a"
@@ -130,6 +155,26 @@ def main():
                       f"{fmt(d.get('insns_per_login'))} | {fmt(d.get('insns_per_byte'), 1)} | "
                       f"{fmt(d.get('insns_per_packet'))} | "
                       f"{fmt(ratio, 2) + 'x' if name == 'tinyderp' and ratio else ''} |")
+    # Before the estimate: scripts/check-docs.py takes every table after its heading as
+    # the README's copy.
+    per_suite, chosen = suite_figures(rows)
+    if per_suite:
+        md.append("")
+        md.append("## TLS cipher suites (tinyderp)")
+        md.append("")
+        md.append("tinyderp's instructions per relayed byte with the load tool offering one "
+                  "TLS 1.3 suite at a time, ring's code for this CPU: portable C on MIPS, "
+                  "NEON on ARMv7, the ARMv8 crypto extensions on aarch64 (the emulated "
+                  "Cortex-A53 has them, as most router A53s do). The server's "
+                  "preference (src/cert/provider.rs) follows this table; \"server's "
+                  "choice\" is what it picked when offered all suites.")
+        md.append("")
+        md.append("| arch | server's choice | " + " | ".join(
+            label + " instr/B" for _, label in SUITE_NAMES) + " |")
+        md.append("|---|---|" + "---:|" * len(SUITE_NAMES))
+        for arch in sorted(per_suite):
+            cells = [fmt(per_suite[arch].get(key), 1) for key, _ in SUITE_NAMES]
+            md.append(f"| {arch} | {chosen.get(arch, 'n/a')} | " + " | ".join(cells) + " |")
     md.append("")
     md.append("## How fast on my router (ESTIMATE)")
     md.append("")

@@ -45,6 +45,8 @@ pub struct Target {
     pub server_name: String,
     /// Server process to sample from /proc, if known.
     pub pid: Option<u32>,
+    /// TLS cipher suites to offer (empty: all).
+    pub suites: Vec<rustls::CipherSuite>,
 }
 
 impl Target {
@@ -53,6 +55,7 @@ impl Target {
         cfg.server_name = self.server_name.clone();
         cfg.verify = TlsVerify::Insecure;
         cfg.timeout = CONNECT_TIMEOUT;
+        cfg.tls_suites = self.suites.clone();
         cfg
     }
 
@@ -179,6 +182,8 @@ pub struct RelayReport {
     pub first_error: Option<String>,
     /// Logins per second while connecting the bulk clients.
     pub handshakes_per_sec: f64,
+    /// The TLS cipher suite the server chose for the first bulk client (none: plaintext).
+    pub tls_suite: Option<String>,
     /// Length of the measured window, seconds.
     pub window_seconds: f64,
     /// Payload bits delivered per second in the window, in Mbit/s.
@@ -278,6 +283,12 @@ async fn run_bulk(
     let login_failures = connected.failures;
     let handshakes_per_sec = rate(connected.clients.len() as f64, connected.elapsed);
     let clients_logged_in = connected.clients.len();
+    let tls_suite = connected
+        .clients
+        .first()
+        .and_then(Client::tls_suite)
+        .and_then(|suite| suite.as_str())
+        .map(String::from);
     if login_failures > 0 {
         eprintln!(
             "derp-load: {login_failures} of {} logins failed: {}",
@@ -397,6 +408,7 @@ async fn run_bulk(
         pairs: opts.pairs,
         size: opts.size,
         clients_logged_in,
+        tls_suite,
         login_failures,
         first_error: connected.first_error,
         handshakes_per_sec,

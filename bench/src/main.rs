@@ -27,6 +27,10 @@ struct Args {
     /// server process id, sampled from /proc for CPU time and memory
     #[argh(option)]
     pid: Option<u32>,
+    /// offer only this TLS cipher suite: aes128, aes256 or chacha (default: offer all,
+    /// the server picks)
+    #[argh(option)]
+    suite: Option<String>,
     #[argh(subcommand)]
     command: Command,
 }
@@ -116,11 +120,22 @@ fn seconds(value: f64, name: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value).map_err(|_| format!("--{name} must be a duration >= 0"))
 }
 
+/// The TLS 1.3 suite named by `--suite`.
+fn suite(name: &str) -> Result<rustls::CipherSuite, String> {
+    match name {
+        "aes128" => Ok(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+        "aes256" => Ok(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384),
+        "chacha" => Ok(rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256),
+        _ => Err("--suite must be aes128, aes256 or chacha".into()),
+    }
+}
+
 fn run(args: Args) -> Result<String, String> {
     let target = Target {
         addr: args.addr,
         server_name: args.server_name,
         pid: args.pid,
+        suites: args.suite.as_deref().map(suite).transpose()?.into_iter().collect(),
     };
     match args.command {
         Command::Relay(r) => {

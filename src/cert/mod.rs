@@ -37,8 +37,9 @@ pub mod x25519;
 pub use error::CertError;
 pub use manual::{check_valid_for, manual_paths};
 pub use meta::meta_cert;
+pub use provider::{aes_is_faster, cipher_suites};
 pub use resolver::CertResolver;
-pub use tls::{cipher_suites, cpu_has_aes, server_config, server_config_with_order};
+pub use tls::{server_config, server_config_with_order};
 
 /// File name of the generated certificate inside the self-signed directory.
 pub const SELF_SIGNED_CERT_FILE: &str = "tinyderp.crt";

@@ -24,8 +24,8 @@ mod tests;
 mod tls;
 
 pub use tls::{
-    cert_pin, client_tls_config, meta_cert_key, AcceptAnyCert, TlsVerify, META_CERT_MARKER,
-    PIN_PREFIX,
+    cert_pin, client_tls_config, client_tls_config_offering, meta_cert_key, AcceptAnyCert,
+    TlsVerify, META_CERT_MARKER, PIN_PREFIX,
 };
 
 /// Size of the client's read buffer; frames larger than it are assembled across reads.
@@ -64,6 +64,9 @@ pub struct ClientConfig {
     pub is_prober: bool,
     /// Deadline for the whole connect: TCP, TLS, HTTP upgrade and DERP handshake.
     pub timeout: Duration,
+    /// TLS cipher suites offered, in this order; empty offers every suite of the provider.
+    /// The bench offers one at a time to count what each costs the server.
+    pub tls_suites: Vec<rustls::CipherSuite>,
 }
 
 impl ClientConfig {
@@ -78,6 +81,7 @@ impl ClientConfig {
             fast_start: true,
             is_prober: false,
             timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls_suites: Vec::new(),
         }
     }
 
@@ -344,6 +348,7 @@ pub struct Client {
     server_info: ServerInfoJson,
     peer_certificates: Vec<CertificateDer<'static>>,
     used_fast_start: bool,
+    tls_suite: Option<rustls::CipherSuite>,
     local_addr: SocketAddr,
 }
 
@@ -378,6 +383,11 @@ impl Client {
     /// True if the login used fast start (no 101 response, key from the meta cert).
     pub fn used_fast_start(&self) -> bool {
         self.used_fast_start
+    }
+
+    /// The TLS cipher suite the server chose; `None` over plaintext.
+    pub fn tls_suite(&self) -> Option<rustls::CipherSuite> {
+        self.tls_suite
     }
 
     /// This end's TCP address (what the server sees, on loopback).
@@ -454,7 +464,8 @@ async fn connect_inner(cfg: &ClientConfig) -> io::Result<Client> {
     let tcp = TcpStream::connect(cfg.addr).await?;
     tcp.set_nodelay(true)?;
     let local_addr = tcp.local_addr()?;
-    let (stream, peer_certificates, tls13) = tls::wrap(cfg, tcp).await?;
+    let (stream, peer_certificates, tls_suite) = tls::wrap(cfg, tcp).await?;
+    let tls13 = tls_suite.is_some_and(|negotiated| negotiated.tls13);
     let (read_half, write_half) = smol::io::split(stream);
     let mut reader = ClientReader::new(read_half);
     let mut writer = ClientWriter {
@@ -526,6 +537,7 @@ async fn connect_inner(cfg: &ClientConfig) -> io::Result<Client> {
         server_info,
         peer_certificates,
         used_fast_start: fast_key.is_some(),
+        tls_suite: tls_suite.map(|negotiated| negotiated.suite),
         local_addr,
     })
 }

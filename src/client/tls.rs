@@ -294,7 +294,29 @@ impl ServerCertVerifier for PinnedCert {
 /// `None` for plaintext.
 #[cfg(feature = "tls-client")]
 pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConfig>, TlsError> {
-    let provider = Arc::new(crate::cert::provider::client_provider());
+    client_tls_config_offering(verify, &[])
+}
+
+/// [`client_tls_config`] offering only `suites`, in that order (empty: all of them).
+#[cfg(feature = "tls-client")]
+pub fn client_tls_config_offering(
+    verify: &TlsVerify,
+    suites: &[rustls::CipherSuite],
+) -> Result<Option<rustls::ClientConfig>, TlsError> {
+    let mut provider = crate::cert::provider::client_provider();
+    if !suites.is_empty() {
+        let all = std::mem::take(&mut provider.cipher_suites);
+        provider.cipher_suites = suites
+            .iter()
+            .filter_map(|wanted| all.iter().copied().find(|have| have.suite() == *wanted))
+            .collect();
+        if provider.cipher_suites.is_empty() {
+            return Err(TlsError::General(
+                "no offered cipher suite is supported".into(),
+            ));
+        }
+    }
+    let provider = Arc::new(provider);
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let config = match verify {
@@ -336,9 +358,31 @@ pub fn client_tls_config(verify: &TlsVerify) -> Result<Option<rustls::ClientConf
     }
 }
 
-/// What [`wrap`] hands back: the stream, the server's certificates, and whether TLS 1.3
-/// was negotiated (fast start needs it).
-type Wrapped = (super::BoxedStream, Vec<CertificateDer<'static>>, bool);
+/// Without the `tls-client` feature: as [`client_tls_config`], whatever the suites.
+#[cfg(not(feature = "tls-client"))]
+pub fn client_tls_config_offering(
+    verify: &TlsVerify,
+    _suites: &[rustls::CipherSuite],
+) -> Result<Option<rustls::ClientConfig>, TlsError> {
+    client_tls_config(verify)
+}
+
+/// What TLS negotiated: the cipher suite, and whether it is TLS 1.3 (fast start needs it).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Negotiated {
+    /// The suite the server chose.
+    pub suite: rustls::CipherSuite,
+    /// True for TLS 1.3.
+    pub tls13: bool,
+}
+
+/// What [`wrap`] hands back: the stream, the server's certificates, and what TLS
+/// negotiated (`None` over plaintext).
+type Wrapped = (
+    super::BoxedStream,
+    Vec<CertificateDer<'static>>,
+    Option<Negotiated>,
+);
 
 /// Runs the TLS handshake over `tcp` as `cfg.verify` says, or passes `tcp` through for
 /// plaintext. The only place the client touches rustls's connection types, so a build
@@ -349,8 +393,10 @@ pub(super) async fn wrap(
     tcp: smol::net::TcpStream,
 ) -> std::io::Result<Wrapped> {
     use std::io;
-    let Some(config) = client_tls_config(&cfg.verify).map_err(io::Error::other)? else {
-        return Ok((Box::new(tcp), Vec::new(), false));
+    let Some(config) =
+        client_tls_config_offering(&cfg.verify, &cfg.tls_suites).map_err(io::Error::other)?
+    else {
+        return Ok((Box::new(tcp), Vec::new(), None));
     };
     let name_text = if cfg.server_name.is_empty() {
         cfg.addr.ip().to_string()
@@ -367,8 +413,11 @@ pub(super) async fn wrap(
         .peer_certificates()
         .map(|certs| certs.iter().map(|cert| cert.clone().into_owned()).collect())
         .unwrap_or_default();
-    let tls13 = session.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
-    Ok((Box::new(tls), certs, tls13))
+    let negotiated = session.negotiated_cipher_suite().map(|suite| Negotiated {
+        suite: suite.suite(),
+        tls13: session.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3),
+    });
+    Ok((Box::new(tls), certs, negotiated))
 }
 
 /// Without the `tls-client` feature: plaintext passes through, anything else is refused.
@@ -378,7 +427,7 @@ pub(super) async fn wrap(
     tcp: smol::net::TcpStream,
 ) -> std::io::Result<Wrapped> {
     match cfg.verify {
-        TlsVerify::Plaintext => Ok((Box::new(tcp), Vec::new(), false)),
+        TlsVerify::Plaintext => Ok((Box::new(tcp), Vec::new(), None)),
         _ => Err(std::io::Error::other(NO_TLS_CLIENT)),
     }
 }

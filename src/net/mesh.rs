@@ -189,6 +189,7 @@ async fn connect(server: &Server, spec: &MeshPeer) -> io::Result<Client> {
         fast_start: false,
         is_prober: false,
         timeout: CONNECT_TIMEOUT,
+        tls_suites: Vec::new(),
     };
     Client::connect(&cfg).await
 }
