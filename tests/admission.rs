@@ -157,6 +157,19 @@ fn try_login(server: &TestServer, secret: &SecretKey) -> bool {
     smol::block_on(Client::connect(&config)).is_ok()
 }
 
+/// A client configuration for `server` that logs in as a mesh peer with `mesh_key` under a
+/// fresh node key (returned too).
+fn mesh_peer_config(
+    server: &TestServer,
+    mesh_key: [u8; 32],
+) -> (tinyderp::client::ClientConfig, PublicKey) {
+    let (secret, public) = fresh();
+    let mut config = server.client_config();
+    config.secret = secret;
+    config.mesh_key = Some(mesh_key);
+    (config, public)
+}
+
 fn fresh() -> (SecretKey, PublicKey) {
     let secret = SecretKey::generate().unwrap();
     let public = secret.public_key();
@@ -300,11 +313,8 @@ fn status_json_lists_refused_keys_and_mesh_clients() {
     for _ in 0..2 {
         assert!(!try_login(&server, &stranger));
     }
-    let (mesh_secret, mesh_public) = fresh();
-    let mut config = server.client_config();
-    config.secret = mesh_secret;
-    config.mesh_key = Some(mesh_key);
-    let _mesh = smol::block_on(Client::connect(&config)).expect("mesh peer admitted");
+    let (mesh_config, mesh_public) = mesh_peer_config(&server, mesh_key);
+    let _mesh = smol::block_on(Client::connect(&mesh_config)).expect("mesh peer admitted");
 
     let deadline = Instant::now() + Duration::from_secs(5);
     let after = loop {
@@ -349,16 +359,13 @@ fn mesh_peers_bypass_admission() {
         &format!("http://127.0.0.1:{}/admit", dead.port),
         "--verify-client-url-fail-open=false",
     ]);
-    let (mesh_secret, _) = fresh();
-    let mut config = server.client_config();
-    config.secret = mesh_secret.clone();
-    config.mesh_key = Some(mesh_key);
+    let (config, _) = mesh_peer_config(&server, mesh_key);
     assert!(
         smol::block_on(Client::connect(&config)).is_ok(),
         "mesh peer admitted"
     );
     assert!(
-        !try_login(&server, &mesh_secret),
+        !try_login(&server, &config.secret),
         "same key without the mesh key is refused"
     );
     assert!(try_login(&server, &other));
