@@ -87,11 +87,11 @@ const CHACHA_FIRST: &[SupportedCipherSuite] = &[
 ///
 /// | CPU (ring's code)                     | ChaCha20-Poly1305 | AES-128-GCM | AES-256-GCM |
 /// |---------------------------------------|------------------:|------------:|------------:|
-/// | mips_24kc (portable C)                |             126.4 |       640.2 |       764.9 |
-/// | mipsel_24kc (portable C)              |             129.2 |       606.3 |       739.0 |
-/// | arm_cortex-a7 (NEON)                  |              40.8 |        69.1 |        83.8 |
-/// | aarch64 Cortex-A53 (ARMv8 AES, PMULL) |              22.5 |        13.6 |        14.9 |
-/// | x86_64 (AES-NI, PCLMULQDQ)            |              17.4 |        11.1 |        11.7 |
+/// | mips_24kc (portable C)                |             118.2 |       635.8 |       763.1 |
+/// | mipsel_24kc (portable C)              |             117.1 |       604.6 |       734.4 |
+/// | arm_cortex-a7 (NEON)                  |              40.3 |        69.6 |        82.8 |
+/// | aarch64 Cortex-A53 (ARMv8 AES, PMULL) |              22.4 |        13.5 |        14.8 |
+/// | x86_64 (AES-NI, PCLMULQDQ)            |              17.4 |        10.8 |        11.5 |
 ///
 /// So [`aes_is_faster`] decides: ChaCha20 wherever ring has no AES instructions to use
 /// (5x fewer instructions than AES-GCM on MIPS, 1.7x on ARMv7), AES-128-GCM where it has

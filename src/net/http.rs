@@ -188,7 +188,7 @@ pub(crate) fn render_metrics(server: &Server) -> String {
         "# HELP tinyderp_uptime_seconds Seconds since start.\n# TYPE tinyderp_uptime_seconds gauge\ntinyderp_uptime_seconds {}",
         server.telemetry.started.elapsed().as_secs()
     );
-    server.hub.lock().relay.render_metrics(&mut out);
+    server.hub.lock().render_metrics(&mut out);
     server.telemetry.metrics().render(&mut out);
     super::websocket::render_metrics(&mut out);
     super::check_watch::render_metrics(&mut out);
@@ -200,7 +200,7 @@ pub(crate) fn render_metrics(server: &Server) -> String {
 /// The status page: what this server is, how long it has run, how many clients are
 /// connected, and the DERP map snippet to paste.
 fn home_page(server: &Server, head: &RequestHead, peer: SocketAddr) -> Vec<u8> {
-    let stats = server.hub.lock().relay.stats();
+    let stats = server.hub.lock().stats();
     let uptime = server.telemetry.started.elapsed().as_secs();
     let mut page = String::with_capacity(4096);
     let _ = write!(

@@ -25,11 +25,11 @@ use crate::proto::frame::{self, FrameHeader, FrameType, PayloadPlan, HEADER_LEN}
 use crate::proto::handshake::{self, ClientInfo, HandshakeError, SharedBox};
 use crate::proto::http::{self as http_proto, RequestHead};
 use crate::proto::key::PublicKey;
-use crate::relay::{ConnId, ConnParams, PacketBuf};
+use crate::relay::{ConnParams, PacketBuf};
 
 use super::admission;
 use super::deadline::with_deadline;
-use super::hub::{ConnHandle, SharedHub};
+use super::hub::{ConnHandle, Endpoint, SharedHub};
 use super::pacing::ReadLimiter;
 use super::server::Server;
 
@@ -203,7 +203,7 @@ pub(crate) async fn serve<S>(
             .as_deref()
             .is_some_and(|node| !node.is_empty()),
     };
-    let id = {
+    let endpoint = {
         let mut hub = server.hub.lock();
         // Checked under the same lock as the registration, so the limit cannot be passed
         // by clients finishing their handshakes together.
@@ -219,17 +219,19 @@ pub(crate) async fn serve<S>(
         }
         let hub = &mut *hub;
         let id = hub.relay.register(params, Instant::now(), &mut hub.actions);
+        let endpoint = Arc::new(Endpoint::new(id, client_key, wake_tx));
         hub.conns.insert(
             id,
             ConnHandle {
-                wake: wake_tx,
+                endpoint: endpoint.clone(),
                 closed: closed.clone(),
                 tcp,
             },
         );
         hub.apply_actions();
-        id
+        endpoint
     };
+    let id = endpoint.id;
     let label = format!("derp client {peer}{}", client_key.short());
     log::debug!(
         "{label}: connected{}",
@@ -248,10 +250,10 @@ pub(crate) async fn serve<S>(
     };
 
     if sent_info.is_ok() {
-        let outcome = read_loop(&server, id, &mut reader, ReadLimiter::new(is_mesh))
+        let outcome = read_loop(&server, &endpoint, &mut reader, ReadLimiter::new(is_mesh))
             .or(write_loop(
                 &server.hub,
-                id,
+                &endpoint,
                 &mut writer,
                 wake_rx,
                 &closed,
@@ -264,13 +266,7 @@ pub(crate) async fn serve<S>(
             }
         }
     }
-    let mut hub = server.hub.lock();
-    let hub = &mut *hub;
-    hub.relay.unregister(id, Instant::now(), &mut hub.actions);
-    if let Some(handle) = hub.conns.remove(&id) {
-        let _ = handle.tcp.shutdown(std::net::Shutdown::Both);
-    }
-    hub.apply_actions();
+    server.hub.lock().remove(id, Instant::now());
     log::debug!("{label}: disconnected");
 }
 
@@ -361,7 +357,7 @@ fn log_failure(server: &Server, peer: SocketAddr, failure: LoginError) {
 /// Reads frames until the client leaves or breaks the protocol.
 async fn read_loop<R: AsyncRead + Unpin>(
     server: &Server,
-    id: ConnId,
+    endpoint: &Endpoint,
     reader: &mut R,
     mut limiter: ReadLimiter,
 ) -> std::io::Result<()> {
@@ -369,6 +365,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     // which queues it for the receiver and gives back a pooled buffer for the next read.
     let mut payload: Vec<u8> = Vec::new();
     let mut frames_since_yield: u32 = 0;
+    let id = endpoint.id;
     loop {
         let mut header = [0u8; HEADER_LEN];
         reader.read_exact(&mut header).await?;
@@ -389,18 +386,16 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     hub.relay
                         .handle_frame(id, frame::ClientFrame::Ignored, now, &mut hub.actions);
                 hub.apply_actions();
-                result
+                result.map(|_| ())
             }
             PayloadPlan::Read(len) if header.frame_type == FrameType::SendPacket as u8 => {
                 let mut packet = PacketBuf::for_payload(std::mem::take(&mut payload), len);
                 reader.read_exact(packet.payload_mut()).await?;
                 now = Instant::now();
-                let mut hub = server.hub.lock();
-                let hub = &mut *hub;
-                let (result, spare) = hub.relay.send_packet(id, packet, now, &mut hub.actions);
-                hub.apply_actions();
-                payload = spare;
-                result
+                // The packet path: only the receiver's inbox is locked.
+                server.hub.send_packet(endpoint, packet, now).map(|spare| {
+                    payload = spare;
+                })
             }
             PayloadPlan::Read(len) => {
                 // Stale bytes are read over; only growth is zero-filled.
@@ -413,7 +408,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 let hub = &mut *hub;
                 let result = hub.relay.handle_frame(id, parsed, now, &mut hub.actions);
                 hub.apply_actions();
-                result
+                match result {
+                    Ok(Some(delivery)) => {
+                        hub.deliver(id, delivery, now);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(violation) => Err(violation),
+                }
             }
         };
         result.map_err(protocol_error)?;
@@ -443,9 +445,12 @@ async fn skip<R: AsyncRead + Unpin>(reader: &mut R, mut len: u64) -> std::io::Re
 }
 
 /// Writes relay output and keep-alives until the connection is closed or a write fails.
+/// Packets come from the connection's own inbox (its lock only); the registry is locked
+/// only when it has control frames for this connection or a packet came from a source
+/// not seen before (PeerGone subscriptions).
 async fn write_loop<W: AsyncWrite + Unpin>(
     hub: &SharedHub,
-    id: ConnId,
+    endpoint: &Endpoint,
     writer: &mut W,
     wake: Receiver<()>,
     closed: &AtomicBool,
@@ -456,9 +461,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         .checked_add(period)
         .unwrap_or_else(Instant::now);
     // Control frames are encoded into `out`; packets stay in their own buffers (`frames`)
-    // and go into TLS with one vectored write, then back to the relay's pool.
+    // and go into TLS with one vectored write, then back to the inbox's pool.
     let mut out: Vec<u8> = Vec::new();
     let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut new_sources = Vec::new();
+    let id = endpoint.id;
     loop {
         let woken = async { wake.recv().await.is_ok() }
             .or(async {
@@ -476,10 +483,27 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 frame::encode_keep_alive(&mut out);
                 next_keep_alive = now.checked_add(period).unwrap_or(now);
             }
-            let drained = hub
-                .lock()
-                .relay
-                .drain_frames(id, &mut out, &mut frames, MAX_WRITE_BATCH);
+            let mut control_more = false;
+            if endpoint.control.swap(false, Ordering::SeqCst) {
+                control_more = hub
+                    .lock()
+                    .relay
+                    .drain_control(id, &mut out, MAX_WRITE_BATCH);
+                if control_more {
+                    endpoint.control.store(true, Ordering::SeqCst);
+                }
+            }
+            let drained = endpoint.inbox().drain(
+                out.len(),
+                &mut frames,
+                MAX_WRITE_BATCH,
+                hub.data(),
+                &mut new_sources,
+            );
+            if !new_sources.is_empty() {
+                hub.lock().relay.subscribe_sources(id, &new_sources);
+                new_sources.clear();
+            }
             if out.is_empty() && frames.is_empty() {
                 break;
             }
@@ -492,15 +516,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 None => write.await,
             };
             if let Err(err) = written {
-                hub.lock().relay.note_write_failure(&drained);
+                endpoint.inbox().note_write_failure(&drained);
                 return Err(err);
             }
-            if !drained.more {
+            if !drained.more && !control_more {
                 break;
             }
         }
         if !frames.is_empty() {
-            hub.lock().relay.recycle(&mut frames);
+            endpoint.inbox().recycle(&mut frames, hub.data());
         }
         // Only a watcher's snapshot makes `out` big; the common case keeps its buffer.
         if out.capacity() > IDLE_BUFFER_KEEP {

@@ -1,5 +1,5 @@
-//! Per-connection relay state: what is waiting to be written to one client, and the small
-//! amount of bookkeeping (duplicate-key activity, NotHere limiter, PeerGone subscriptions)
+//! Per-connection registry state: the control frames waiting to be written to one client
+//! (its packets wait in its [`super::Inbox`]), and the small amount of bookkeeping (duplicate-key activity, NotHere limiter, PeerGone subscriptions)
 //! that upstream keeps in its `sclient`.
 //!
 //! Everything that can grow starts empty and unallocated (`VecDeque::new`,
@@ -36,8 +36,8 @@ pub(crate) enum WatchUpdate {
 
 /// Relay state of one registered connection.
 ///
-/// Fields are owned by the relay (behind the net layer's mutex); queues are drained by
-/// [`super::Relay::drain_outgoing`] on behalf of the connection's writer task.
+/// Fields are owned by the relay (behind the net layer's registry lock); control frames
+/// are drained by [`super::Relay::drain_control`] on behalf of the connection's writer.
 #[derive(Debug)]
 pub(crate) struct Conn {
     /// The client's public key (several connections may share it).
@@ -74,10 +74,6 @@ pub(crate) struct Conn {
     pub peer_gone: VecDeque<(PublicKey, PeerGoneReason)>,
     /// Watcher updates to write, bounded as described on [`super::RelayLimits`].
     pub watch_updates: VecDeque<WatchUpdate>,
-    /// Encoded RecvPacket frames of disco packets, at most `queue_depth`.
-    pub disco_queue: VecDeque<Vec<u8>>,
-    /// Encoded RecvPacket frames of other packets, at most `queue_depth`.
-    pub other_queue: VecDeque<Vec<u8>>,
     /// Sources whose packets were written to this connection, i.e. whose departure it is
     /// subscribed to; sorted, for binary search. Never shrinks while the connection lives
     /// (the upstream quirk of §3.7), bounded by [`super::MAX_PEER_GONE_SUBSCRIPTIONS`]. A
@@ -114,8 +110,6 @@ impl Conn {
             not_here_tat: now,
             peer_gone: VecDeque::new(),
             watch_updates: VecDeque::new(),
-            disco_queue: VecDeque::new(),
-            other_queue: VecDeque::new(),
             saw_src: Vec::new(),
         }
     }
@@ -132,13 +126,11 @@ impl Conn {
         true
     }
 
-    /// True if anything is waiting to be written.
+    /// True if a control frame is waiting to be written (packets wait in the inbox).
     pub fn has_pending(&self) -> bool {
         self.restarting.is_some()
             || self.pong.is_some()
             || !self.peer_gone.is_empty()
             || !self.watch_updates.is_empty()
-            || !self.disco_queue.is_empty()
-            || !self.other_queue.is_empty()
     }
 }

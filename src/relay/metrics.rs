@@ -152,10 +152,10 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Counts a received SendPacket.
-    pub(crate) fn note_received(&mut self, kind: PacketKind, len: usize) {
+    /// Adds `packets` received packets of `kind` totalling `bytes` data bytes.
+    pub(crate) fn add_received(&mut self, kind: PacketKind, packets: u64, bytes: u64) {
         if let Some(tally) = self.received.get_mut(kind_index(kind)) {
-            tally.add(1, len as u64);
+            tally.add(packets, bytes);
         }
     }
 
@@ -183,6 +183,24 @@ impl Counters {
         } else {
             self.sent.add(packets, bytes);
         }
+    }
+
+    /// Adds the packet counters of `other` (received, sent, dropped, forgotten
+    /// subscriptions): an inbox's tally into the registry's.
+    pub(crate) fn absorb_packets(&mut self, other: &Counters) {
+        for (mine, theirs) in self.received.iter_mut().zip(&other.received) {
+            mine.add(theirs.packets, theirs.bytes);
+        }
+        self.sent.add(other.sent.packets, other.sent.bytes);
+        for (mine, theirs) in self.dropped.iter_mut().zip(&other.dropped) {
+            for (mine, theirs) in mine.iter_mut().zip(theirs) {
+                mine.add(theirs.packets, theirs.bytes);
+            }
+        }
+        bump(
+            &mut self.peer_gone_subscriptions_dropped,
+            other.peer_gone_subscriptions_dropped,
+        );
     }
 
     /// Drop tally for one reason and kind.

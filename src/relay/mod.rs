@@ -3,13 +3,23 @@
 //! (§3.3–3.9 and §3.13 of docs/protocol.md), and the token buckets of the uplink
 //! limits (§3.10).
 //!
-//! Nothing here touches sockets, clocks, threads or the runtime. The net layer keeps one
-//! `std::sync::Mutex<Relay>`; each connection's reader task calls [`Relay::handle_frame`]
-//! with the parsed frame and the current `Instant`, and one writer task per connection,
-//! woken by [`Action::Wake`], calls [`Relay::drain_frames`] until `more` is false and
-//! writes the bytes it got. SendPacket frames, the bulk of the traffic, go through
-//! [`Relay::send_packet`] instead: read into a pooled buffer, queued and written without
-//! a copy. [`Action::Close`] asks the net layer to close a connection;
+//! Nothing here touches sockets, clocks, threads or locks. The state is in two parts so
+//! that relaying a packet needs no lock shared by all connections:
+//!
+//! - the registry, [`Relay`] (keys, duplicates, watchers, PeerGone subscriptions, mesh
+//!   routes, control frames), which the net layer keeps behind one mutex taken on
+//!   logins, departures and control frames; each connection's reader task calls
+//!   [`Relay::handle_frame`] with a parsed frame and the current `Instant`;
+//! - one [`Inbox`] per connection (its packet queues and spare buffers), which the net
+//!   layer keeps behind that connection's own mutex, found through a key -> inbox route
+//!   map it maintains from [`Action::Route`]. A SendPacket, the bulk of the traffic, is
+//!   read into a pooled buffer and queued in the receiver's inbox ([`deliver_owned`])
+//!   without a copy and without the registry; counters and the queued-bytes budget are
+//!   per inbox, the queued-bytes budget atomic ([`DataCounters`]).
+//!
+//! One writer task per connection, woken by [`Action::Wake`] (control frames) or by its
+//! inbox, calls [`Relay::drain_control`] and [`Inbox::drain`] until nothing is left and
+//! writes the bytes it got. [`Action::Close`] asks the net layer to close a connection;
 //! it then calls [`Relay::unregister`] like for any other close.
 
 // State driven by frames from the network: no panics, no unchecked indexing or arithmetic.
@@ -28,6 +38,7 @@
 )]
 
 mod conn;
+mod inbox;
 mod limit;
 mod mesh;
 mod metrics;
@@ -38,6 +49,11 @@ mod state;
 mod tests;
 
 pub use conn::{NOT_HERE_BURST, NOT_HERE_INTERVAL};
+pub use inbox::{
+    deliver_owned, DataCounters, Drained, Inbox, InboxTally, Packet, RelayLimits,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_DEPTH, DEFAULT_WATCHER_QUEUE_DEPTH, INBOX_POOL_BUFFERS,
+    MAX_ENQUEUE_ATTEMPTS, MAX_INBOX_POOLED_BUFFERS, MAX_PEER_GONE_SUBSCRIPTIONS,
+};
 pub use limit::{TokenBucket, MIN_BYTE_BURST};
 pub use mesh::{
     MeshClient, MeshDrained, MeshPeerCounters, MeshPeerId, MeshTable, MAX_MESH_PEERS,
@@ -47,7 +63,6 @@ pub use metrics::RelayStats;
 pub use metrics::{Counters, DropReason, PacketKind, PacketTally};
 pub use pool::{BufPool, PacketBuf, MAX_POOLED_BUFFERS, MAX_POOLED_CAPACITY};
 pub use state::{
-    Action, ConnId, ConnIdHasher, ConnIdMap, ConnParams, Drained, Packet, Relay, RelayLimits,
-    Violation, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_DEPTH, DEFAULT_WATCHER_QUEUE_DEPTH,
-    HOME_MOVE_GRACE, MAX_ENQUEUE_ATTEMPTS, MAX_PEER_GONE_SUBSCRIPTIONS, PEER_GONE_NOTICE_DEPTH,
+    Action, ConnId, ConnIdHasher, ConnIdMap, ConnParams, Delivery, Relay, Violation,
+    HOME_MOVE_GRACE, PEER_GONE_NOTICE_DEPTH,
 };

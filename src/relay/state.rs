@@ -7,60 +7,19 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, WatchUpdate};
+use super::inbox::{DataCounters, InboxTally, Packet, RelayLimits, MAX_PEER_GONE_SUBSCRIPTIONS};
 use super::mesh::{MeshClient, MeshPeerId, MeshTable};
 use super::metrics::{self, bump, Counters, DropReason, PacketKind, RelayStats};
-use super::pool::{BufPool, PacketBuf, RECV_PREFIX_LEN};
+use super::pool::BufPool;
 use crate::proto::frame::{
-    encode_peer_gone, encode_peer_present, encode_pong, encode_recv_packet, encode_restarting,
-    peer_present_flags, ClientFrame, PeerGoneReason, HEADER_LEN,
+    encode_peer_gone, encode_peer_present, encode_pong, encode_restarting, peer_present_flags,
+    ClientFrame, PeerGoneReason, HEADER_LEN,
 };
 use crate::proto::key::{PublicKey, KEY_LEN};
-
-/// A packet on its way through [`Relay::route`]: borrowed from a parsed frame (encoded
-/// into a pooled buffer if it is queued), or already read into its own buffer (queued
-/// as it is, without a copy).
-#[derive(Debug)]
-pub enum Packet<'a> {
-    /// Packet data borrowed from a parsed frame.
-    Borrowed(&'a [u8]),
-    /// A SendPacket read in place (see [`PacketBuf`]).
-    Owned(PacketBuf),
-}
-
-impl Packet<'_> {
-    /// The packet data.
-    pub fn data(&self) -> &[u8] {
-        match self {
-            Packet::Borrowed(data) => data,
-            Packet::Owned(buf) => buf.data(),
-        }
-    }
-}
-
-/// Default depth of each of a connection's two packet queues (upstream: 32).
-pub const DEFAULT_QUEUE_DEPTH: usize = 32;
-
-/// Default number of live updates a watcher may have pending on top of one snapshot.
-pub const DEFAULT_WATCHER_QUEUE_DEPTH: usize = 4096;
-
-/// Default server-wide bound on bytes of queued RecvPacket frames (16 MiB). Without it,
-/// 64 slow receivers with two full queues of 64 KiB packets would hold 256 MiB, more than
-/// most routers have.
-pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 << 20;
-
-/// Tries to make room in a full queue by dropping its oldest packet before the new packet
-/// itself is dropped (upstream: 3).
-pub const MAX_ENQUEUE_ATTEMPTS: usize = 3;
-
-/// Most sources one connection remembers for PeerGone(Disconnected) notices (§3.7).
-/// Upstream's set is unbounded; deliveries from sources beyond this bound are still made
-/// but counted in `peer_gone_subscriptions_dropped`, and that receiver will not be told
-/// when those sources leave. A full set costs 8 KiB (sorted keys) plus one entry per
-/// source in the shared reverse index.
-pub const MAX_PEER_GONE_SUBSCRIPTIONS: usize = 256;
 
 /// Most PeerGone notices pending for one connection: one per remembered source plus room
 /// for NotHere replies (which are rate limited to a burst of 3). Overflow drops the notice
@@ -133,8 +92,8 @@ pub struct ConnParams {
 /// Something the net layer must do after a call into the relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Frames are waiting for this connection: its writer should call
-    /// [`Relay::drain_outgoing`] until `more` is false. Emitted once per transition from
+    /// Control frames are waiting for this connection: its writer should call
+    /// [`Relay::drain_control`] until it returns false. Emitted once per transition from
     /// "nothing pending" to "something pending", so the wake-up must not be lost (use a
     /// flag or a 1-slot channel, not an edge that can be missed while the writer is busy).
     Wake(ConnId),
@@ -144,33 +103,25 @@ pub enum Action {
     /// ForwardPacket frames wait for this mesh peer: its mesh client's writer should call
     /// [`MeshTable::drain`] until `more` is false (same wake-up rule as `Wake`).
     WakeMesh(MeshPeerId),
+    /// The connections of this key changed (one registered or left, or another duplicate
+    /// became active): the net layer updates its route to the key's inbox from
+    /// [`Relay::active_conn`] and the duplicate flags from [`Relay::conns_of`].
+    Route(PublicKey),
 }
 
-/// Bounds of the relay state. Every growing structure is bounded by one of these or by a
-/// named constant in this module.
+/// A packet a frame asks to relay, for the net layer to queue in the inbox of the active
+/// connection of `dst` (see [`Relay::handle_frame`]); if `dst` has none, it hands the
+/// packet back with [`Relay::unrouted`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RelayLimits {
-    /// Depth of each of a connection's two packet queues (disco, other).
-    pub queue_depth: usize,
-    /// A watcher may have at most (number of connected keys + this) updates pending: room
-    /// for one full snapshot plus this many live changes. On overflow the watcher is
-    /// closed (counted as `watcher_overflows`) rather than silently losing updates,
-    /// which would leave the mesh peer with a wrong routing table; it reconnects and gets
-    /// a fresh, correct snapshot.
-    pub watcher_queue_depth: usize,
-    /// Server-wide bound on bytes of queued RecvPacket frames; a packet that would exceed
-    /// it is dropped as `queue_budget`.
-    pub max_queued_bytes: usize,
-}
-
-impl Default for RelayLimits {
-    fn default() -> RelayLimits {
-        RelayLimits {
-            queue_depth: DEFAULT_QUEUE_DEPTH,
-            watcher_queue_depth: DEFAULT_WATCHER_QUEUE_DEPTH,
-            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
-        }
-    }
+pub struct Delivery<'a> {
+    /// The original sender (the connection's key, or a forwarded packet's source).
+    pub src: PublicKey,
+    /// The destination key.
+    pub dst: PublicKey,
+    /// The packet data.
+    pub data: &'a [u8],
+    /// Came as a ForwardPacket from a mesh peer (never forwarded again).
+    pub forwarded: bool,
 }
 
 /// A frame that the connection was not allowed to send; the net layer logs it and closes
@@ -195,22 +146,6 @@ impl fmt::Display for Violation {
 }
 
 impl std::error::Error for Violation {}
-
-/// What one [`Relay::drain_outgoing`] call produced, for statistics and
-/// [`Relay::note_write_failure`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Drained {
-    /// RecvPacket frames appended.
-    pub packets: u32,
-    /// Packet data bytes in those frames (without headers and keys).
-    pub bytes: u64,
-    /// How many of `packets` were disco packets.
-    pub disco: u32,
-    /// How many of `bytes` were in disco packets.
-    pub disco_bytes: u64,
-    /// Something is still pending: call again.
-    pub more: bool,
-}
 
 /// The connections of one key. Usually one; more while a client reconnects or when a key
 /// was cloned (§3.3). `active` is the one that receives packets.
@@ -248,10 +183,11 @@ pub struct Relay {
     not_ideal_connections: usize,
     dup_keys: usize,
     dup_conns: usize,
-    queued_packets: usize,
-    queued_bytes: usize,
     counters: Counters,
-    /// Free frame buffers, bounded (see [`BufPool`]).
+    /// The packet counters and queue budget, shared with every connection's inbox.
+    data: Arc<DataCounters>,
+    /// Free frame buffers for packets the registry handles (mesh routes, unknown
+    /// destinations), bounded (see [`BufPool`]).
     pool: BufPool,
     /// Routes to clients of other relays of the region (`--mesh-with`).
     mesh: MeshTable,
@@ -274,9 +210,8 @@ impl Relay {
             not_ideal_connections: 0,
             dup_keys: 0,
             dup_conns: 0,
-            queued_packets: 0,
-            queued_bytes: 0,
             counters: Counters::default(),
+            data: Arc::new(DataCounters::new(limits.max_queued_bytes)),
             pool: BufPool::new(),
             mesh: MeshTable::default(),
         }
@@ -333,9 +268,41 @@ impl Relay {
         self.limits
     }
 
-    /// All counters, for the status page and tests.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// All counters: the registry's own, those of the inboxes that left
+    /// ([`Relay::absorb`]) and those of the live inboxes, `live` (the net layer collects
+    /// them, one inbox lock at a time), for the status page and tests.
+    pub fn counters_with<'a>(&self, live: impl IntoIterator<Item = &'a InboxTally>) -> Counters {
+        let mut counters = self.counters.clone();
+        for tally in live {
+            counters.absorb_packets(&tally.counters);
+        }
+        counters
+    }
+
+    /// Keeps the counters of a connection's inbox when the connection leaves (called
+    /// once its route is gone, so no sender reaches the inbox any more).
+    pub fn absorb(&mut self, tally: &InboxTally) {
+        self.counters.absorb_packets(&tally.counters);
+        self.pool.misses = self.pool.misses.saturating_add(tally.pool_misses);
+        self.pool.discards = self.pool.discards.saturating_add(tally.pool_discards);
+    }
+
+    /// Counts a received SendPacket that the registry handles (no local route).
+    pub fn note_received(&mut self, kind: PacketKind, len: usize) {
+        self.counters.add_received(kind, 1, len as u64);
+    }
+
+    /// The packet counters and queue budget that every inbox shares.
+    pub fn data(&self) -> &Arc<DataCounters> {
+        &self.data
+    }
+
+    /// The connections of `key` (several while it is a duplicate), for the net layer's
+    /// duplicate flags (see [`Action::Route`]).
+    pub fn conns_of(&self, key: &PublicKey) -> &[ConnId] {
+        self.keys
+            .get(key)
+            .map_or(&[][..], |entry| entry.conns.as_slice())
     }
 
     fn next_activity_stamp(&mut self) -> u64 {
@@ -382,6 +349,7 @@ impl Relay {
             }
         }
         self.conns.insert(id, conn);
+        actions.push(Action::Route(p.key));
         self.broadcast_to_watchers(
             WatchUpdate::Present {
                 key: p.key,
@@ -393,26 +361,15 @@ impl Relay {
         id
     }
 
-    /// Removes a closed connection. Its queued packets count as `gone_disconnected`, its
-    /// PeerGone subscriptions are dropped, and if it was the key's last connection, the
+    /// Removes a closed connection (the net layer closes its inbox, whose queued packets
+    /// count as `gone_disconnected`). Its PeerGone subscriptions are dropped, and if it was the key's last connection, the
     /// receivers that got packets from the key are told PeerGone(Disconnected) and so are
     /// watchers (§3.3, §3.7). Unknown ids are ignored.
     pub fn unregister(&mut self, id: ConnId, _now: Instant, actions: &mut Vec<Action>) {
-        let Some(mut conn) = self.conns.remove(&id) else {
+        let Some(conn) = self.conns.remove(&id) else {
             return;
         };
-        for (kind, queue) in [
-            (PacketKind::Disco, &mut conn.disco_queue),
-            (PacketKind::Other, &mut conn.other_queue),
-        ] {
-            for frame in queue.drain(..) {
-                self.queued_packets = self.queued_packets.saturating_sub(1);
-                self.queued_bytes = self.queued_bytes.saturating_sub(frame.len());
-                self.counters
-                    .note_drop(DropReason::GoneDisconnected, kind, 1, data_len(&frame));
-                self.pool.give(frame);
-            }
-        }
+        actions.push(Action::Route(conn.key));
         for src in &conn.saw_src {
             if let Some(receivers) = self.gone_subscribers.get_mut(src) {
                 receivers.retain(|&receiver| receiver != id);
@@ -469,21 +426,26 @@ impl Relay {
     }
 
     /// Handles one parsed frame from a registered connection (§3.4). Any frame from a
-    /// duplicate makes it the active connection of its key. An `Err` means the net layer
-    /// must log it and close the connection.
-    pub fn handle_frame(
+    /// duplicate makes it the active connection of its key. A SendPacket or
+    /// ForwardPacket comes back as a [`Delivery`] for the net layer to queue. An `Err`
+    /// means the net layer must log it and close the connection.
+    pub fn handle_frame<'a>(
         &mut self,
         id: ConnId,
-        frame: ClientFrame<'_>,
+        frame: ClientFrame<'a>,
         now: Instant,
         actions: &mut Vec<Action>,
-    ) -> Result<(), Violation> {
-        let (key, is_mesh) = self.sender(id)?;
+    ) -> Result<Option<Delivery<'a>>, Violation> {
+        let (key, is_mesh) = self.sender(id, actions)?;
         match frame {
             ClientFrame::SendPacket { dst, data } => {
-                self.counters
-                    .note_received(PacketKind::of(data), data.len());
-                self.route(id, key, dst, Packet::Borrowed(data), false, now, actions);
+                self.note_received(PacketKind::of(data), data.len());
+                return Ok(Some(Delivery {
+                    src: key,
+                    dst,
+                    data,
+                    forwarded: false,
+                }));
             }
             ClientFrame::ForwardPacket { src, dst, data } => {
                 if !is_mesh {
@@ -491,7 +453,12 @@ impl Relay {
                 }
                 bump(&mut self.counters.forwarded_in, 1);
                 self.mesh.note_forwarded_in(&key, data.len());
-                self.route(id, src, dst, Packet::Borrowed(data), true, now, actions);
+                return Ok(Some(Delivery {
+                    src,
+                    dst,
+                    data,
+                    forwarded: true,
+                }));
             }
             ClientFrame::NotePreferred(preferred) => self.set_preferred(id, preferred, now),
             ClientFrame::WatchConns => {
@@ -518,70 +485,16 @@ impl Relay {
             }
             ClientFrame::Ignored => bump(&mut self.counters.unknown_frames, 1),
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// The fast path for SendPacket (§3.5): like [`Relay::handle_frame`] with a parsed
-    /// SendPacket, but the packet was read into its own buffer, which is queued for the
-    /// receiver without a copy. Returns a buffer for the caller's next read (from the pool,
-    /// or the same one if the packet was dropped; its content is stale), so a busy sender
-    /// allocates nothing.
-    pub fn send_packet(
-        &mut self,
-        id: ConnId,
-        packet: PacketBuf,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) -> (Result<(), Violation>, Vec<u8>) {
-        let key = match self.sender(id) {
-            Ok((key, _)) => key,
-            Err(violation) => return (Err(violation), packet.into_inner()),
-        };
-        let Some(dst) = packet.dst() else {
-            // The net layer reads at least a key; a shorter payload is not a packet.
-            bump(&mut self.counters.unknown_frames, 1);
-            return (Ok(()), packet.into_inner());
-        };
-        let data = packet.data();
-        self.counters
-            .note_received(PacketKind::of(data), data.len());
-        self.route(id, key, dst, Packet::Owned(packet), false, now, actions);
-        (Ok(()), self.pool.take())
-    }
-
-    /// A buffer from the pool, content stale (allocated if the pool is empty: counted).
-    pub fn take_buffer(&mut self) -> Vec<u8> {
-        self.pool.take()
-    }
-
-    /// The sending connection's key and mesh flag; any frame from a duplicate makes it
-    /// the active connection of its key.
-    fn sender(&mut self, id: ConnId) -> Result<(PublicKey, bool), Violation> {
-        let Some(conn) = self.conns.get(&id) else {
-            return Err(Violation::UnknownConn(id));
-        };
-        let (key, is_mesh, is_dup) = (conn.key, conn.is_mesh, conn.is_dup);
-        if is_dup {
-            self.note_dup_activity(id, key);
-        }
-        Ok((key, is_mesh))
-    }
-
-    /// Last-writer-is-active: the duplicate that sent most recently gets the packets.
-    fn note_dup_activity(&mut self, id: ConnId, key: PublicKey) {
-        let stamp = self.next_activity_stamp();
-        if let Some(conn) = self.conns.get_mut(&id) {
-            conn.activity = stamp;
-        }
-        if let Some(entry) = self.keys.get_mut(&key) {
-            entry.active = id;
-        }
-    }
-
-    /// Routes a packet from `src` (the sender's key, or the original sender of a forwarded
-    /// packet) to the active local connection of `dst` (§3.5).
+    /// A packet whose destination `dst` has no inbox route (checked by the net layer under
+    /// this registry's lock): sent to the mesh peer that announced `dst` (never for a
+    /// forwarded packet), or dropped as an unknown destination, with a rate-limited
+    /// PeerGone(NotHere) to the sender for a disco packet (§3.5). The packet was counted
+    /// as received already. Returns a buffer for the sender's next read (content stale).
     #[allow(clippy::too_many_arguments)]
-    fn route(
+    pub fn unrouted(
         &mut self,
         from: ConnId,
         src: PublicKey,
@@ -590,119 +503,93 @@ impl Relay {
         forwarded: bool,
         now: Instant,
         actions: &mut Vec<Action>,
-    ) {
-        let kind = PacketKind::of(packet.data());
-        if let Some(dst_id) = self.keys.get(&dst).map(|entry| entry.active) {
-            self.enqueue(dst_id, &src, packet, kind, actions);
-            return;
-        }
-        // One hop only: a SendPacket (never a ForwardPacket) to a key another relay of
-        // the region announced goes to that relay's mesh client.
-        if !forwarded {
-            if let Some(peer) = self.mesh.route(&dst) {
-                if self.mesh.enqueue(peer, &src, &dst, packet.data()) {
-                    actions.push(Action::WakeMesh(peer));
-                }
-                return;
-            }
-        }
-        let reason = if forwarded {
-            DropReason::UnknownDestOnFwd
-        } else {
-            DropReason::UnknownDest
-        };
-        self.drop_packet(reason, kind, packet);
-        if kind == PacketKind::Disco {
-            if let Some(sender) = self.conns.get_mut(&from) {
-                if sender.allow_not_here(now) {
-                    push_peer_gone(
-                        sender,
-                        from,
-                        dst,
-                        PeerGoneReason::NotHere,
-                        &mut self.counters,
-                        actions,
-                    );
+    ) -> Vec<u8> {
+        let data = packet.data();
+        let kind = PacketKind::of(data);
+        'routed: {
+            // One hop only: a SendPacket (never a ForwardPacket) to a key another relay
+            // of the region announced goes to that relay's mesh client.
+            if !forwarded {
+                if let Some(peer) = self.mesh.route(&dst) {
+                    if self.mesh.enqueue(peer, &src, &dst, data) {
+                        actions.push(Action::WakeMesh(peer));
+                    }
+                    break 'routed;
                 }
             }
+            let reason = if forwarded {
+                DropReason::UnknownDestOnFwd
+            } else {
+                DropReason::UnknownDest
+            };
+            self.counters.note_drop(reason, kind, 1, data.len() as u64);
+            if kind == PacketKind::Disco {
+                if let Some(sender) = self.conns.get_mut(&from) {
+                    if sender.allow_not_here(now) {
+                        push_peer_gone(
+                            sender,
+                            from,
+                            dst,
+                            PeerGoneReason::NotHere,
+                            &mut self.counters,
+                            actions,
+                        );
+                    }
+                }
+            }
+        }
+        match packet {
+            Packet::Owned(buf) => buf.into_inner(),
+            Packet::Borrowed(_) => self.pool.take(),
         }
     }
 
-    /// Queues an encoded RecvPacket for `dst_id`: full queue -> drop its oldest packet and
-    /// retry, up to [`MAX_ENQUEUE_ATTEMPTS`], then drop the new one. Never blocks.
-    fn enqueue(
+    /// A buffer from the registry's pool, content stale (allocated if it is empty).
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        self.pool.take()
+    }
+
+    /// Gives a buffer back to the registry's pool (kept if there is room).
+    pub fn give_buffer(&mut self, buf: Vec<u8>) {
+        self.pool.give(buf);
+    }
+
+    /// Notes that connection `id` sent a packet on the net layer's fast path: a duplicate
+    /// becomes the active connection of its key (last writer wins). The net layer calls it
+    /// only for connections flagged as duplicates (see [`Action::Route`]).
+    pub fn note_sender(&mut self, id: ConnId, actions: &mut Vec<Action>) -> Result<(), Violation> {
+        self.sender(id, actions).map(|_| ())
+    }
+
+    /// The sending connection's key and mesh flag; any frame from a duplicate makes it
+    /// the active connection of its key.
+    fn sender(
         &mut self,
-        dst_id: ConnId,
-        src: &PublicKey,
-        packet: Packet<'_>,
-        kind: PacketKind,
+        id: ConnId,
         actions: &mut Vec<Action>,
-    ) {
-        let Some(dst) = self.conns.get_mut(&dst_id) else {
-            self.drop_packet(DropReason::GoneDisconnected, kind, packet);
-            return;
+    ) -> Result<(PublicKey, bool), Violation> {
+        let Some(conn) = self.conns.get(&id) else {
+            return Err(Violation::UnknownConn(id));
         };
-        if dst.closing {
-            self.drop_packet(DropReason::GoneDisconnected, kind, packet);
-            return;
+        let (key, is_mesh, is_dup) = (conn.key, conn.is_mesh, conn.is_dup);
+        if is_dup {
+            self.note_dup_activity(id, key, actions);
         }
-        let queue = match kind {
-            PacketKind::Disco => &mut dst.disco_queue,
-            PacketKind::Other => &mut dst.other_queue,
-        };
-        let mut has_room = false;
-        for _ in 0..MAX_ENQUEUE_ATTEMPTS {
-            if queue.len() < self.limits.queue_depth {
-                has_room = true;
-                break;
-            }
-            if let Some(oldest) = queue.pop_front() {
-                self.queued_packets = self.queued_packets.saturating_sub(1);
-                self.queued_bytes = self.queued_bytes.saturating_sub(oldest.len());
-                self.counters
-                    .note_drop(DropReason::QueueHead, kind, 1, data_len(&oldest));
-                self.pool.give(oldest);
-            }
-        }
-        if !has_room {
-            drop_packet(
-                &mut self.counters,
-                &mut self.pool,
-                DropReason::QueueTail,
-                kind,
-                packet,
-            );
-            return;
-        }
-        let frame_len = RECV_PREFIX_LEN.saturating_add(packet.data().len());
-        if self.queued_bytes.saturating_add(frame_len) > self.limits.max_queued_bytes {
-            drop_packet(
-                &mut self.counters,
-                &mut self.pool,
-                DropReason::QueueBudget,
-                kind,
-                packet,
-            );
-            return;
-        }
-        let frame = match packet {
-            Packet::Owned(buf) => buf.into_recv_frame(src),
-            Packet::Borrowed(data) => {
-                let mut frame = self.pool.take();
-                frame.clear();
-                encode_recv_packet(&mut frame, src, data);
-                frame
-            }
-        };
-        self.queued_packets = self.queued_packets.saturating_add(1);
-        self.queued_bytes = self.queued_bytes.saturating_add(frame.len());
-        queue.push_back(frame);
-        wake(dst, dst_id, actions);
+        Ok((key, is_mesh))
     }
 
-    /// Counts a dropped packet and keeps its buffer, if it had one, for reuse.
-    fn drop_packet(&mut self, reason: DropReason, kind: PacketKind, packet: Packet<'_>) {
-        drop_packet(&mut self.counters, &mut self.pool, reason, kind, packet);
+    /// Last-writer-is-active: the duplicate that sent most recently gets the packets.
+    fn note_dup_activity(&mut self, id: ConnId, key: PublicKey, actions: &mut Vec<Action>) {
+        let stamp = self.next_activity_stamp();
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.activity = stamp;
+        }
+        if let Some(entry) = self.keys.get_mut(&key) {
+            if entry.active != id {
+                entry.active = id;
+                actions.push(Action::Route(key));
+            }
+        }
     }
 
     /// NotePreferred bookkeeping (§3.8): home gauge and home-move counters.
@@ -839,49 +726,23 @@ impl Relay {
         }
     }
 
-    /// Appends frames for connection `id` to `out`, in this order: Restarting, Pong,
-    /// PeerGone notices, watcher updates, then packets (disco queue first). Stops before
-    /// a frame that would take the appended bytes past `max_bytes`, but always appends at
-    /// least one frame if any is pending. Packets are counted as sent here; report a
-    /// failed write with [`Relay::note_write_failure`].
-    ///
-    /// This copies every packet; the writer uses [`Relay::drain_frames`], which does not.
-    pub fn drain_outgoing(&mut self, id: ConnId, out: &mut Vec<u8>, max_bytes: usize) -> Drained {
-        let mut frames = Vec::new();
-        let drained = self.drain_frames(id, out, &mut frames, max_bytes);
-        for frame in frames {
-            out.extend_from_slice(&frame);
-            self.pool.give(frame);
-        }
-        drained
-    }
-
-    /// Like [`Relay::drain_outgoing`], but packets are not copied: the control frames
-    /// (Restarting, Pong, PeerGone, watcher updates) are encoded into `out` and the queued
-    /// RecvPacket frames are moved into `frames`, to be written after `out`, in order.
-    /// Buffers still in `frames` when it is called (the previous batch, written by now)
-    /// are first taken back into the pool, so a writer locks the relay once per batch.
-    pub fn drain_frames(
-        &mut self,
-        id: ConnId,
-        out: &mut Vec<u8>,
-        frames: &mut Vec<Vec<u8>>,
-        max_bytes: usize,
-    ) -> Drained {
-        self.recycle(frames);
-        let mut drained = Drained::default();
+    /// Appends the control frames pending for connection `id` to `out`, in this order:
+    /// Restarting, Pong, PeerGone notices, watcher updates. Stops before a frame that
+    /// would take the appended bytes past `max_bytes`, but always appends at least one
+    /// frame if any is pending. Returns whether some are still pending (call again).
+    /// Packets are not here: the writer takes them from its [`super::Inbox`] after these.
+    pub fn drain_control(&mut self, id: ConnId, out: &mut Vec<u8>, max_bytes: usize) -> bool {
         let Some(conn) = self.conns.get_mut(&id) else {
-            return drained;
+            return false;
         };
         let start = out.len();
-        let mut packet_bytes: usize = 0;
-        let fits = |out: &Vec<u8>, packet_bytes: usize, len: usize| {
-            let written = out.len().saturating_sub(start).saturating_add(packet_bytes);
+        let fits = |out: &Vec<u8>, len: usize| {
+            let written = out.len().saturating_sub(start);
             written == 0 || written.saturating_add(len) <= max_bytes
         };
         'fill: {
             if let Some((reconnect_in_ms, try_for_ms)) = conn.restarting {
-                if !fits(out, packet_bytes, RESTARTING_FRAME_LEN) {
+                if !fits(out, RESTARTING_FRAME_LEN) {
                     break 'fill;
                 }
                 encode_restarting(out, reconnect_in_ms, try_for_ms);
@@ -889,7 +750,7 @@ impl Relay {
                 bump(&mut self.counters.restarting_frames, 1);
             }
             if let Some(echo) = conn.pong {
-                if !fits(out, packet_bytes, PONG_FRAME_LEN) {
+                if !fits(out, PONG_FRAME_LEN) {
                     break 'fill;
                 }
                 encode_pong(out, &echo);
@@ -897,7 +758,7 @@ impl Relay {
                 bump(&mut self.counters.pongs, 1);
             }
             while let Some(&(peer, reason)) = conn.peer_gone.front() {
-                if !fits(out, packet_bytes, PEER_GONE_FRAME_LEN) {
+                if !fits(out, PEER_GONE_FRAME_LEN) {
                     break 'fill;
                 }
                 conn.peer_gone.pop_front();
@@ -909,7 +770,7 @@ impl Relay {
                     WatchUpdate::Present { .. } => PEER_PRESENT_FRAME_LEN,
                     WatchUpdate::Gone(_) => PEER_GONE_FRAME_LEN,
                 };
-                if !fits(out, packet_bytes, len) {
+                if !fits(out, len) {
                     break 'fill;
                 }
                 conn.watch_updates.pop_front();
@@ -923,84 +784,32 @@ impl Relay {
                     }
                 }
             }
-            for kind in PacketKind::ALL {
-                let queue = match kind {
-                    PacketKind::Disco => &mut conn.disco_queue,
-                    PacketKind::Other => &mut conn.other_queue,
-                };
-                while let Some(next_len) = queue.front().map(|frame| frame.len()) {
-                    if !fits(out, packet_bytes, next_len) {
-                        break 'fill;
-                    }
-                    let Some(frame) = queue.pop_front() else {
-                        break;
-                    };
-                    packet_bytes = packet_bytes.saturating_add(frame.len());
-                    self.queued_packets = self.queued_packets.saturating_sub(1);
-                    self.queued_bytes = self.queued_bytes.saturating_sub(frame.len());
-                    let len = data_len(&frame);
-                    drained.packets = drained.packets.saturating_add(1);
-                    drained.bytes = drained.bytes.saturating_add(len);
-                    if kind == PacketKind::Disco {
-                        drained.disco = drained.disco.saturating_add(1);
-                        drained.disco_bytes = drained.disco_bytes.saturating_add(len);
-                    }
-                    if let Some(src) = frame
-                        .get(HEADER_LEN..RECV_PREFIX_LEN)
-                        .and_then(PublicKey::from_slice)
-                    {
-                        subscribe(
-                            &mut conn.saw_src,
-                            id,
-                            src,
-                            &mut self.gone_subscribers,
-                            &mut self.counters,
-                        );
-                    }
-                    frames.push(frame);
-                }
-            }
         }
-        self.counters
-            .note_sent(u64::from(drained.packets), drained.bytes, false);
-        drained.more = conn.has_pending();
-        if !drained.more {
+        let more = conn.has_pending();
+        if !more {
             conn.wake_pending = false;
         }
-        drained
+        more
     }
 
-    /// Takes written packet buffers (from [`Relay::drain_frames`]) back into the pool.
-    pub fn recycle(&mut self, frames: &mut Vec<Vec<u8>>) {
-        for spent in frames.drain(..) {
-            self.pool.give(spent);
-        }
-    }
-
-    /// Reports that the bytes of a drain were not written (write error or timeout): its
-    /// packets move from "sent" to dropped `write_error`.
-    pub fn note_write_failure(&mut self, drained: &Drained) {
-        let disco = u64::from(drained.disco);
-        let other = u64::from(drained.packets).saturating_sub(disco);
-        let other_bytes = drained.bytes.saturating_sub(drained.disco_bytes);
-        let counters = &mut self.counters;
-        if disco > 0 {
-            counters.note_drop(
-                DropReason::WriteError,
-                PacketKind::Disco,
-                disco,
-                drained.disco_bytes,
+    /// Subscribes connection `id` to the departure of each of `sources`, whose packets
+    /// its writer just took from its inbox for the first time (see
+    /// [`super::Inbox::drain`]). Like upstream, the memory of having subscribed is kept
+    /// for the life of the receiver's connection, so if a source leaves, comes back and
+    /// sends again, the receiver is not told a second time (§3.7 quirk).
+    pub fn subscribe_sources(&mut self, id: ConnId, sources: &[PublicKey]) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        for &src in sources {
+            subscribe(
+                &mut conn.saw_src,
+                id,
+                src,
+                &mut self.gone_subscribers,
+                &mut self.counters,
             );
         }
-        if other > 0 {
-            counters.note_drop(
-                DropReason::WriteError,
-                PacketKind::Other,
-                other,
-                other_bytes,
-            );
-        }
-        counters.note_sent(u64::from(drained.packets), drained.bytes, true);
     }
 
     /// Queues a Restarting frame (written first) to every connection, e.g. on a graceful
@@ -1017,8 +826,17 @@ impl Relay {
         }
     }
 
-    /// Current gauges.
-    pub fn stats(&self) -> RelayStats {
+    /// Current gauges, with the pool counters of the live inboxes `live` (see
+    /// [`Relay::counters_with`]).
+    pub fn stats_with<'a>(&self, live: impl IntoIterator<Item = &'a InboxTally>) -> RelayStats {
+        let (queued_packets, queued_bytes) = self.data.queued();
+        let pooled = self.data.pooled();
+        let (misses, discards) = live.into_iter().fold((0u64, 0u64), |(m, d), tally| {
+            (
+                m.saturating_add(tally.pool_misses),
+                d.saturating_add(tally.pool_discards),
+            )
+        });
         RelayStats {
             connections: self.conns.len(),
             keys: self.keys.len(),
@@ -1027,17 +845,18 @@ impl Relay {
             dup_keys: self.dup_keys,
             dup_conns: self.dup_conns,
             watchers: self.watchers.len(),
-            queued_packets: self.queued_packets,
-            queued_bytes: self.queued_bytes,
-            pooled_buffers: self.pool.len(),
-            pool_misses: self.pool.misses,
-            pool_discards: self.pool.discards,
+            queued_packets,
+            queued_bytes,
+            pooled_buffers: self.pool.len().saturating_add(pooled),
+            pool_misses: self.pool.misses.saturating_add(misses),
+            pool_discards: self.pool.discards.saturating_add(discards),
         }
     }
 
-    /// Appends all metrics in Prometheus text format (names prefixed `tinyderp_`).
-    pub fn render_metrics(&self, out: &mut String) {
-        metrics::render(&self.counters, &self.stats(), out);
+    /// Appends all metrics in Prometheus text format (names prefixed `tinyderp_`), with
+    /// the live inboxes' counters `live` (see [`Relay::counters_with`]).
+    pub fn render_metrics_with(&self, live: &[InboxTally], out: &mut String) {
+        metrics::render(&self.counters_with(live), &self.stats_with(live), out);
     }
 
     /// The connection of `key` that currently receives its packets.
@@ -1077,19 +896,6 @@ impl Relay {
         assert_eq!(self.home_connections, home);
         let not_ideal = self.conns.values().filter(|conn| conn.not_ideal).count();
         assert_eq!(self.not_ideal_connections, not_ideal);
-        let queued: usize = self
-            .conns
-            .values()
-            .map(|conn| conn.disco_queue.len() + conn.other_queue.len())
-            .sum();
-        assert_eq!(self.queued_packets, queued);
-        let bytes: usize = self
-            .conns
-            .values()
-            .flat_map(|conn| conn.disco_queue.iter().chain(conn.other_queue.iter()))
-            .map(|frame| frame.len())
-            .sum();
-        assert_eq!(self.queued_bytes, bytes);
         for watcher in &self.watchers {
             assert!(self.conns[watcher].watching);
         }
@@ -1119,11 +925,6 @@ fn present_flags(p: &ConnParams) -> u8 {
     } else {
         flags
     }
-}
-
-/// Packet data length of an encoded RecvPacket frame.
-fn data_len(frame: &[u8]) -> u64 {
-    frame.len().saturating_sub(RECV_PREFIX_LEN) as u64
 }
 
 /// Emits a Wake for `conn` unless one is already outstanding.
@@ -1158,10 +959,7 @@ fn count_peer_gone(counters: &mut Counters, reason: PeerGoneReason) {
     }
 }
 
-/// Subscribes `receiver` to the departure of `src` the first time a packet from `src` is
-/// written to it. Like upstream, the memory of having subscribed is kept for the life of
-/// the receiver's connection, so if `src` leaves, comes back and sends again, the receiver
-/// is not told a second time (§3.7 quirk).
+/// Subscribes `receiver` to the departure of `src` (see [`Relay::subscribe_sources`]).
 fn subscribe(
     saw_src: &mut Vec<PublicKey>,
     receiver: ConnId,
@@ -1188,19 +986,4 @@ fn most_recently_active(conns: &ConnIdMap<Conn>, ids: &[ConnId]) -> Option<ConnI
     ids.iter()
         .copied()
         .max_by_key(|id| conns.get(id).map_or(0, |conn| conn.activity))
-}
-
-/// Counts a dropped packet and gives its buffer, if it had one, back to the pool.
-fn drop_packet(
-    counters: &mut Counters,
-    pool: &mut BufPool,
-    reason: DropReason,
-    kind: PacketKind,
-    packet: Packet<'_>,
-) {
-    let len = packet.data().len() as u64;
-    counters.note_drop(reason, kind, 1, len);
-    if let Packet::Owned(buf) = packet {
-        pool.give(buf.into_inner());
-    }
 }

@@ -70,10 +70,18 @@ fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     out
 }
 
+/// The relay as the net layer drives it (`net/hub.rs`), single-threaded: the registry,
+/// one inbox per connection and the key -> inbox route map kept from `Action::Route`.
+/// `take_actions` returns the registry's actions (without `Route`, which is bookkeeping)
+/// and a `Wake` wherever an inbox asked for one.
 struct Harness {
     relay: Relay,
     t0: Instant,
     actions: Vec<Action>,
+    log: Vec<Action>,
+    inboxes: ConnIdMap<Inbox>,
+    routes: std::collections::HashMap<PublicKey, ConnId>,
+    dup: ConnIdMap<bool>,
 }
 
 impl Harness {
@@ -86,6 +94,10 @@ impl Harness {
             relay: Relay::new(server_key, limits),
             t0: Instant::now(),
             actions: Vec::new(),
+            log: Vec::new(),
+            inboxes: ConnIdMap::default(),
+            routes: Default::default(),
+            dup: ConnIdMap::default(),
         }
     }
 
@@ -93,22 +105,140 @@ impl Harness {
         self.t0 + Duration::from_millis(ms)
     }
 
+    /// Carries out the registry's pending actions as the net layer does.
+    fn sync(&mut self) {
+        for action in std::mem::take(&mut self.actions) {
+            match action {
+                Action::Route(key) => {
+                    match self.relay.active_conn(&key) {
+                        Some(id) => self.routes.insert(key, id),
+                        None => self.routes.remove(&key),
+                    };
+                    let ids = self.relay.conns_of(&key).to_vec();
+                    for id in &ids {
+                        self.dup.insert(*id, ids.len() > 1);
+                    }
+                }
+                Action::Close(id) => {
+                    if let Some(inbox) = self.inboxes.get_mut(&id) {
+                        inbox.close(self.relay.data());
+                    }
+                    self.log.push(action);
+                }
+                _ => self.log.push(action),
+            }
+        }
+    }
+
+    /// Syncs, then checks the registry's gauges and the inboxes against the shared
+    /// queue budget and the route map against the registry.
+    fn check(&mut self) {
+        self.sync();
+        self.relay.check_invariants();
+        let (packets, bytes) = self.relay.data().queued();
+        let queued: usize = self
+            .inboxes
+            .values()
+            .map(|inbox| inbox.queue_lens().0 + inbox.queue_lens().1)
+            .sum();
+        let queued_bytes: usize = self.inboxes.values().map(Inbox::queued_bytes).sum();
+        assert_eq!((packets, bytes), (queued, queued_bytes));
+        for (key, id) in &self.routes {
+            assert_eq!(self.relay.active_conn(key), Some(*id));
+            assert_eq!(self.dup[id], self.relay.conns_of(key).len() > 1);
+        }
+        assert_eq!(self.routes.len(), self.stats().keys);
+    }
+
     fn connect(&mut self, p: ConnParams) -> ConnId {
         let id = self.relay.register(p, self.t0, &mut self.actions);
-        self.relay.check_invariants();
+        self.inboxes.insert(id, Inbox::new());
+        self.dup.insert(id, false);
+        self.check();
         id
     }
 
     fn disconnect(&mut self, id: ConnId) {
         self.relay.unregister(id, self.t0, &mut self.actions);
-        self.relay.check_invariants();
+        self.sync();
+        if let Some(mut inbox) = self.inboxes.remove(&id) {
+            inbox.close(self.relay.data());
+            if let Some(tally) = inbox.counters() {
+                self.relay.absorb(tally);
+            }
+        }
+        self.dup.remove(&id);
+        self.check();
     }
 
     fn frame_at(&mut self, id: ConnId, frame: ClientFrame<'_>, ms: u64) -> Result<(), Violation> {
         let now = self.at(ms);
         let result = self.relay.handle_frame(id, frame, now, &mut self.actions);
-        self.relay.check_invariants();
+        self.sync();
+        let result = result.map(|delivery| {
+            if let Some(delivery) = delivery {
+                self.deliver(id, delivery, now);
+            }
+        });
+        self.check();
         result
+    }
+
+    /// Queues a parsed packet in its receiver's inbox, or hands it back to the registry.
+    fn deliver(&mut self, from: ConnId, d: Delivery<'_>, now: Instant) {
+        let limits = self.relay.limits();
+        if let Some(&dst) = self.routes.get(&d.dst) {
+            let inbox = self.inboxes.get_mut(&dst).unwrap();
+            if inbox.enqueue(&d.src, Packet::Borrowed(d.data), &limits, self.relay.data()) {
+                self.log.push(Action::Wake(dst));
+            }
+            return;
+        }
+        let spare = self.relay.unrouted(
+            from,
+            d.src,
+            d.dst,
+            Packet::Borrowed(d.data),
+            d.forwarded,
+            now,
+            &mut self.actions,
+        );
+        self.relay.give_buffer(spare);
+        self.sync();
+    }
+
+    /// The packet path of the net layer for a SendPacket read in place.
+    fn send_packet(&mut self, from: ConnId, packet: PacketBuf) -> Vec<u8> {
+        self.sync();
+        if self.dup[&from] {
+            self.relay.note_sender(from, &mut self.actions).unwrap();
+            self.sync();
+        }
+        let src = self.relay.conn(from).unwrap().key;
+        let dst = packet.dst().unwrap();
+        let limits = self.relay.limits();
+        if let Some(&dst_id) = self.routes.get(&dst) {
+            let inbox = self.inboxes.get_mut(&dst_id).unwrap();
+            let (wake, spare) = deliver_owned(inbox, &src, packet, &limits, self.relay.data());
+            if wake {
+                self.log.push(Action::Wake(dst_id));
+            }
+            self.check();
+            return spare;
+        }
+        let data = packet.data();
+        self.relay.note_received(PacketKind::of(data), data.len());
+        let spare = self.relay.unrouted(
+            from,
+            src,
+            dst,
+            Packet::Owned(packet),
+            false,
+            self.t0,
+            &mut self.actions,
+        );
+        self.check();
+        spare
     }
 
     fn frame(&mut self, id: ConnId, frame: ClientFrame<'_>) {
@@ -125,21 +255,86 @@ impl Harness {
         );
     }
 
+    /// The writer's drain: control frames from the registry into `out`, then packets from
+    /// the inbox into `frames` (previous ones recycled first), both within `max_bytes`
+    /// counted from `out`'s length at the call; new sources go to the registry.
+    fn drain_frames(
+        &mut self,
+        id: ConnId,
+        out: &mut Vec<u8>,
+        frames: &mut Vec<Vec<u8>>,
+        max_bytes: usize,
+    ) -> Drained {
+        self.sync();
+        let start = out.len();
+        let control_more = self.relay.drain_control(id, out, max_bytes);
+        let mut sources = Vec::new();
+        let drained = match self.inboxes.get_mut(&id) {
+            Some(inbox) => inbox.drain(
+                out.len() - start,
+                frames,
+                max_bytes,
+                self.relay.data(),
+                &mut sources,
+            ),
+            None => Drained::default(),
+        };
+        self.relay.subscribe_sources(id, &sources);
+        self.check();
+        Drained {
+            more: drained.more || control_more,
+            ..drained
+        }
+    }
+
+    /// Like `drain_frames`, with the packets copied into `out` and their buffers recycled.
+    fn drain_outgoing(&mut self, id: ConnId, out: &mut Vec<u8>, max_bytes: usize) -> Drained {
+        let mut frames = Vec::new();
+        let drained = self.drain_frames(id, out, &mut frames, max_bytes);
+        for frame in &frames {
+            out.extend_from_slice(frame);
+        }
+        self.recycle(id, &mut frames);
+        drained
+    }
+
+    fn recycle(&mut self, id: ConnId, frames: &mut Vec<Vec<u8>>) {
+        match self.inboxes.get_mut(&id) {
+            Some(inbox) => inbox.recycle(frames, self.relay.data()),
+            None => frames.clear(),
+        }
+    }
+
     /// Everything pending for `id`, drained without a size limit.
     fn drain(&mut self, id: ConnId) -> Vec<u8> {
         let mut out = Vec::new();
-        let drained = self.relay.drain_outgoing(id, &mut out, usize::MAX);
+        let drained = self.drain_outgoing(id, &mut out, usize::MAX);
         assert!(!drained.more);
-        self.relay.check_invariants();
         out
     }
 
     fn take_actions(&mut self) -> Vec<Action> {
-        std::mem::take(&mut self.actions)
+        self.sync();
+        std::mem::take(&mut self.log)
+    }
+
+    fn tallies(&self) -> Vec<InboxTally> {
+        self.inboxes
+            .values()
+            .filter_map(|inbox| inbox.counters().cloned())
+            .collect()
+    }
+
+    fn counters(&self) -> Counters {
+        self.relay.counters_with(&self.tallies())
+    }
+
+    fn stats(&self) -> RelayStats {
+        self.relay.stats_with(&self.tallies())
     }
 
     fn drops(&self, reason: DropReason, kind: PacketKind) -> (u64, u64) {
-        let tally = self.relay.counters().drops(reason, kind);
+        let tally = self.counters().drops(reason, kind);
         (tally.packets, tally.bytes)
     }
 }
@@ -161,7 +356,7 @@ fn send_packet_reaches_only_the_destination_with_the_sender_key() {
     );
     assert!(h.drain(a).is_empty());
     assert!(h.drain(c).is_empty());
-    let counters = h.relay.counters();
+    let counters = h.counters();
     assert_eq!(counters.received(PacketKind::Other).packets, 1);
     assert_eq!(counters.received(PacketKind::Other).bytes, 5);
     assert_eq!((counters.sent.packets, counters.sent.bytes), (1, 5));
@@ -209,7 +404,7 @@ fn unknown_destination_drops_and_rate_limits_not_here() {
             (times.len() as u64, (times.len() * payload.len()) as u64),
             "case {case}"
         );
-        assert_eq!(h.relay.counters().peer_gone_not_here, expected as u64);
+        assert_eq!(h.counters().peer_gone_not_here, expected as u64);
     }
 }
 
@@ -259,7 +454,7 @@ fn forward_packet_is_mesh_only_and_delivered_locally_only() {
         (1, 62)
     );
     assert_eq!(h.drops(DropReason::UnknownDest, PacketKind::Disco), (0, 0));
-    assert_eq!(h.relay.counters().forwarded_in, 2);
+    assert_eq!(h.counters().forwarded_in, 2);
 
     let refused = h.frame_at(
         plain,
@@ -329,11 +524,11 @@ fn queue_budget_bounds_bytes_across_all_queues() {
         h.drops(DropReason::QueueBudget, PacketKind::Other),
         (1, 100)
     );
-    assert_eq!(h.relay.stats().queued_bytes, 2 * 137);
+    assert_eq!(h.stats().queued_bytes, 2 * 137);
     assert_eq!(h.drain(b).len(), 137);
     h.send(a, 3, &[0; 100]);
     assert_eq!(h.drain(c).len(), 2 * 137, "room again after b drained");
-    assert_eq!(h.relay.stats().queued_bytes, 0);
+    assert_eq!(h.stats().queued_bytes, 0);
 }
 
 #[test]
@@ -348,7 +543,7 @@ fn close_peer_closes_every_connection_and_drops_packets_for_them() {
     let mut closed = h.take_actions();
     closed.sort_by_key(|action| match action {
         Action::Wake(id) | Action::Close(id) => *id,
-        Action::WakeMesh(_) => ConnId(u64::MAX),
+        Action::WakeMesh(_) | Action::Route(_) => ConnId(u64::MAX),
     });
     assert_eq!(closed, vec![Action::Close(b1), Action::Close(b2)]);
     h.send(a, 2, b"late");
@@ -381,8 +576,8 @@ fn unregister_counts_queued_packets_as_gone_disconnected() {
         h.drops(DropReason::GoneDisconnected, PacketKind::Disco),
         (1, 62)
     );
-    assert_eq!(h.relay.stats().queued_packets, 0);
-    assert_eq!(h.relay.stats().queued_bytes, 0);
+    assert_eq!(h.stats().queued_packets, 0);
+    assert_eq!(h.stats().queued_bytes, 0);
 }
 
 #[test]
@@ -394,7 +589,7 @@ fn duplicate_keys_last_writer_is_active() {
     let a = h.connect(client(1));
     let b1 = h.connect(client(2));
     let b2 = h.connect(client(2));
-    let stats = h.relay.stats();
+    let stats = h.stats();
     assert_eq!(
         (stats.dup_keys, stats.dup_conns, stats.connections),
         (1, 2, 4)
@@ -411,7 +606,7 @@ fn duplicate_keys_last_writer_is_active() {
 
     let b3 = h.connect(client(2));
     assert_eq!(h.relay.active_conn(&key(2)), Some(b3));
-    assert_eq!(h.relay.stats().dup_conns, 3);
+    assert_eq!(h.stats().dup_conns, 3);
     h.frame(b2, ClientFrame::Ping([0; 8]));
     h.frame(b1, ClientFrame::Ignored);
     assert_eq!(h.relay.active_conn(&key(2)), Some(b1));
@@ -419,18 +614,12 @@ fn duplicate_keys_last_writer_is_active() {
     // The active one leaves: the most recent sender (b2), not the newest (b3), takes over.
     h.disconnect(b1);
     assert_eq!(h.relay.active_conn(&key(2)), Some(b2));
-    assert_eq!(
-        (h.relay.stats().dup_keys, h.relay.stats().dup_conns),
-        (1, 2)
-    );
+    assert_eq!((h.stats().dup_keys, h.stats().dup_conns), (1, 2));
 
     h.disconnect(b2);
     assert_eq!(h.relay.active_conn(&key(2)), Some(b3));
-    assert_eq!(
-        (h.relay.stats().dup_keys, h.relay.stats().dup_conns),
-        (0, 0)
-    );
-    assert_eq!(h.relay.counters().dup_conns_total, 2);
+    assert_eq!((h.stats().dup_keys, h.stats().dup_conns), (0, 0));
+    assert_eq!(h.counters().dup_conns_total, 2);
     assert!(!h.relay.conn(b3).unwrap().is_dup);
 
     // Watchers saw a PeerPresent per connection and one PeerGone, for the last one only.
@@ -481,20 +670,20 @@ fn watchers_get_a_snapshot_then_live_updates_with_flags() {
     assert_eq!(h.drain(w1), present(101, None, 0x02));
     h.frame(w2, ClientFrame::WatchConns);
     assert_eq!(frames(&h.drain(w2)).len(), 6);
-    assert_eq!(h.relay.stats().watchers, 2);
+    assert_eq!(h.stats().watchers, 2);
 
     h.disconnect(c4);
     assert_eq!(h.drain(w1), gone(4, PeerGoneReason::Disconnected));
     assert_eq!(h.drain(w2), gone(4, PeerGoneReason::Disconnected));
     h.disconnect(w1);
-    assert_eq!(h.relay.stats().watchers, 1);
+    assert_eq!(h.stats().watchers, 1);
     assert_eq!(h.drain(w2), gone(100, PeerGoneReason::Disconnected));
 
     // WatchConns again re-sends the full snapshot.
     h.frame(w2, ClientFrame::WatchConns);
     assert_eq!(frames(&h.drain(w2)).len(), 4);
-    assert_eq!(h.relay.stats().watchers, 1);
-    assert_eq!(h.relay.counters().peer_gone_disconnected, 3);
+    assert_eq!(h.stats().watchers, 1);
+    assert_eq!(h.counters().peer_gone_disconnected, 3);
 }
 
 #[test]
@@ -507,7 +696,7 @@ fn watcher_with_the_server_key_is_ignored_and_plain_clients_may_not_watch() {
     h.frame(own, ClientFrame::WatchConns);
     assert!(h.take_actions().is_empty());
     assert!(h.drain(own).is_empty());
-    assert_eq!(h.relay.stats().watchers, 0);
+    assert_eq!(h.stats().watchers, 0);
     assert_eq!(
         h.frame_at(plain, ClientFrame::WatchConns, 0),
         Err(Violation::NotMesh("WatchConns"))
@@ -530,8 +719,8 @@ fn watcher_that_falls_behind_is_closed() {
     h.take_actions();
     h.disconnect(c);
     assert_eq!(h.take_actions(), vec![Action::Close(w)]);
-    assert_eq!(h.relay.counters().watcher_overflows, 1);
-    assert_eq!(h.relay.stats().watchers, 0);
+    assert_eq!(h.counters().watcher_overflows, 1);
+    assert_eq!(h.stats().watchers, 0);
     assert!(h.relay.conn(w).unwrap().closing);
     assert!(h.drain(w).is_empty(), "its pending updates were discarded");
 }
@@ -564,7 +753,7 @@ fn peer_gone_goes_to_receivers_once_with_the_upstream_quirk() {
     h.send(d, 2, b"queued");
     h.disconnect(d);
     assert_eq!(h.drain(b), recv(4, b"queued"));
-    assert_eq!(h.relay.counters().peer_gone_disconnected, 1);
+    assert_eq!(h.counters().peer_gone_disconnected, 1);
 }
 
 #[test]
@@ -593,7 +782,7 @@ fn subscription_set_is_bounded_and_counts_what_it_forgets() {
         h.relay.conn(b).unwrap().saw_src.len(),
         MAX_PEER_GONE_SUBSCRIPTIONS
     );
-    assert_eq!(h.relay.counters().peer_gone_subscriptions_dropped, 1);
+    assert_eq!(h.counters().peer_gone_subscriptions_dropped, 1);
     for id in senders {
         h.disconnect(id);
     }
@@ -622,7 +811,7 @@ fn peer_gone_notice_queue_is_bounded() {
         )
         .unwrap();
     }
-    assert_eq!(h.relay.counters().peer_gone_notices_dropped, 6);
+    assert_eq!(h.counters().peer_gone_notices_dropped, 6);
     assert_eq!(frames(&h.drain(a)).len(), PEER_GONE_NOTICE_DEPTH);
 }
 
@@ -649,7 +838,7 @@ fn ping_gets_one_pending_pong() {
     let mut expected = Vec::new();
     encode_pong(&mut expected, &[9; 8]);
     assert_eq!(h.drain(a), expected);
-    let counters = h.relay.counters();
+    let counters = h.counters();
     assert_eq!((counters.pings, counters.pongs), (3, 2));
 }
 
@@ -671,10 +860,10 @@ fn note_preferred_tracks_home_gauge_and_moves_after_grace() {
     for (step, &(ms, preferred, gauge, moves_in, moves_out)) in steps.iter().enumerate() {
         h.frame_at(a, ClientFrame::NotePreferred(preferred), ms)
             .unwrap();
-        let counters = h.relay.counters();
+        let counters = h.counters();
         assert_eq!(
             (
-                h.relay.stats().home_connections,
+                h.stats().home_connections,
                 counters.home_moves_in,
                 counters.home_moves_out
             ),
@@ -683,7 +872,7 @@ fn note_preferred_tracks_home_gauge_and_moves_after_grace() {
         );
     }
     h.disconnect(a);
-    assert_eq!(h.relay.stats().home_connections, 0);
+    assert_eq!(h.stats().home_connections, 0);
 }
 
 #[test]
@@ -698,7 +887,7 @@ fn frames_from_unregistered_connections_are_refused() {
         "WatchConns from a connection without the mesh key"
     );
     let mut out = Vec::new();
-    assert_eq!(h.relay.drain_outgoing(a, &mut out, 100), Drained::default());
+    assert_eq!(h.drain_outgoing(a, &mut out, 100), Drained::default());
 }
 
 #[test]
@@ -737,21 +926,21 @@ fn drain_order_and_size_limit() {
     let mut out = Vec::new();
     for (i, frame) in expected.iter().enumerate() {
         let before = out.len();
-        let drained = h.relay.drain_outgoing(w, &mut out, 1);
+        let drained = h.drain_outgoing(w, &mut out, 1);
         assert_eq!(&out[before..], &frame[..], "frame {i}");
         assert_eq!(drained.more, i + 1 < expected.len(), "frame {i}");
     }
     assert_eq!(out, expected.concat());
-    h.relay.check_invariants();
+    h.check();
 
     // A budget that fits two small frames but not the third.
     h.frame(w, ClientFrame::Ping([1; 8]));
     h.send(a, 50, &[0; 40]);
     let mut out = Vec::new();
-    let drained = h.relay.drain_outgoing(w, &mut out, 13 + 40);
+    let drained = h.drain_outgoing(w, &mut out, 13 + 40);
     assert_eq!(out.len(), 13);
     assert!(drained.more);
-    let drained = h.relay.drain_outgoing(w, &mut out, 77);
+    let drained = h.drain_outgoing(w, &mut out, 77);
     assert_eq!(out.len(), 13 + 77);
     assert_eq!(
         (drained.packets, drained.bytes, drained.more),
@@ -767,7 +956,7 @@ fn write_failure_moves_packets_from_sent_to_write_error() {
     h.send(a, 2, &disco(1));
     h.send(a, 2, &[0; 100]);
     let mut out = Vec::new();
-    let drained = h.relay.drain_outgoing(b, &mut out, usize::MAX);
+    let drained = h.drain_outgoing(b, &mut out, usize::MAX);
     assert_eq!(
         drained,
         Drained {
@@ -778,11 +967,11 @@ fn write_failure_moves_packets_from_sent_to_write_error() {
             more: false
         }
     );
-    assert_eq!(h.relay.counters().sent.packets, 2);
-    h.relay.note_write_failure(&drained);
+    assert_eq!(h.counters().sent.packets, 2);
+    h.inboxes.get_mut(&b).unwrap().note_write_failure(&drained);
     assert_eq!(h.drops(DropReason::WriteError, PacketKind::Disco), (1, 62));
     assert_eq!(h.drops(DropReason::WriteError, PacketKind::Other), (1, 100));
-    assert_eq!(h.relay.counters().sent, PacketTally::default());
+    assert_eq!(h.counters().sent, PacketTally::default());
 }
 
 #[test]
@@ -795,7 +984,7 @@ fn wake_is_emitted_once_until_everything_is_drained() {
     h.send(a, 2, b"2");
     assert_eq!(h.take_actions(), vec![Action::Wake(b)]);
     let mut out = Vec::new();
-    assert!(h.relay.drain_outgoing(b, &mut out, 1).more);
+    assert!(h.drain_outgoing(b, &mut out, 1).more);
     h.send(a, 2, b"3");
     assert!(
         h.take_actions().is_empty(),
@@ -816,13 +1005,13 @@ fn restarting_is_broadcast_to_every_connection() {
     let mut woken = h.take_actions();
     woken.sort_by_key(|action| match action {
         Action::Wake(id) | Action::Close(id) => *id,
-        Action::WakeMesh(_) => ConnId(u64::MAX),
+        Action::WakeMesh(_) | Action::Route(_) => ConnId(u64::MAX),
     });
     assert_eq!(woken, vec![Action::Wake(a), Action::Wake(b)]);
     let golden = vec![0x15, 0, 0, 0, 8, 0, 0, 0, 5, 0, 0, 0, 6];
     assert_eq!(h.drain(a), golden);
     assert_eq!(h.drain(b), golden);
-    assert_eq!(h.relay.counters().restarting_frames, 2);
+    assert_eq!(h.counters().restarting_frames, 2);
 }
 
 #[test]
@@ -832,11 +1021,12 @@ fn idle_connection_state_is_small_and_unallocated() {
     let mut h = Harness::new();
     let a = h.connect(client(1));
     let conn = h.relay.conn(a).unwrap();
-    assert_eq!(conn.disco_queue.capacity(), 0);
-    assert_eq!(conn.other_queue.capacity(), 0);
     assert_eq!(conn.peer_gone.capacity(), 0);
     assert_eq!(conn.watch_updates.capacity(), 0);
     assert_eq!(conn.saw_src.capacity(), 0);
+    let inbox = std::mem::size_of::<Inbox>();
+    assert!(inbox <= 128, "Inbox is {inbox} bytes");
+    assert_eq!(h.inboxes[&a].queue_lens(), (0, 0));
 }
 
 #[test]
@@ -849,7 +1039,7 @@ fn metrics_render_as_prometheus_text() {
     h.drain(b);
     h.drain(a);
     let mut text = String::new();
-    h.relay.render_metrics(&mut text);
+    h.relay.render_metrics_with(&h.tallies(), &mut text);
     for line in [
         "tinyderp_connections 2",
         "tinyderp_accepts_total 2",
@@ -911,11 +1101,11 @@ fn random_walk_keeps_gauges_consistent() {
             0 | 1 => {
                 let n = next(6) as u8;
                 let p = if n == 5 { mesh(n) } else { client(n) };
-                live.push(h.relay.register(p, h.at(ms), &mut h.actions));
+                live.push(h.connect(p));
             }
             2 if !live.is_empty() => {
                 let id = live.swap_remove(next(live.len() as u64) as usize);
-                h.relay.unregister(id, h.at(ms), &mut h.actions);
+                h.disconnect(id);
             }
             3 | 4 if !live.is_empty() => {
                 let id = live[next(live.len() as u64) as usize];
@@ -936,14 +1126,14 @@ fn random_walk_keeps_gauges_consistent() {
                     },
                     _ => ClientFrame::SendPacket { dst, data: &data },
                 };
-                let _ = h.relay.handle_frame(id, frame, h.at(ms), &mut h.actions);
+                let _ = h.frame_at(id, frame, ms);
             }
             5 if !live.is_empty() => {
                 let id = live[next(live.len() as u64) as usize];
                 let mut out = Vec::new();
-                let drained = h.relay.drain_outgoing(id, &mut out, next(300) as usize);
+                let drained = h.drain_outgoing(id, &mut out, next(300) as usize);
                 if next(10) == 0 {
-                    h.relay.note_write_failure(&drained);
+                    h.inboxes.get_mut(&id).unwrap().note_write_failure(&drained);
                 }
             }
             6 => {
@@ -952,21 +1142,21 @@ fn random_walk_keeps_gauges_consistent() {
                     if let Action::Close(id) = action {
                         if let Some(pos) = live.iter().position(|&l| l == id) {
                             live.swap_remove(pos);
-                            h.relay.unregister(id, h.at(ms), &mut h.actions);
+                            h.disconnect(id);
                         }
                     }
                 }
             }
             _ => {}
         }
-        h.relay.check_invariants();
+        h.check();
     }
     for id in live {
-        h.relay.unregister(id, h.t0, &mut h.actions);
+        h.disconnect(id);
     }
-    h.relay.check_invariants();
-    let stats = h.relay.stats();
-    assert!(stats.pooled_buffers <= MAX_POOLED_BUFFERS);
+    h.check();
+    let stats = h.stats();
+    assert!(stats.pooled_buffers <= MAX_POOLED_BUFFERS + MAX_INBOX_POOLED_BUFFERS);
     // The pool keeps free buffers after everyone left; every other gauge is back to zero.
     let pool_only = RelayStats {
         pooled_buffers: stats.pooled_buffers,
@@ -993,38 +1183,28 @@ fn owned_send_packet_is_delivered_like_a_parsed_one() {
     let b = h.connect(client(2));
     h.take_actions();
     let packet = owned_packet(Vec::new(), 2, b"in place");
-    let (result, spare) = h.relay.send_packet(a, packet, h.t0, &mut h.actions);
-    result.unwrap();
-    h.relay.check_invariants();
+    let spare = h.send_packet(a, packet);
     assert!(spare.capacity() > 0, "a pooled buffer for the next read");
     assert_eq!(h.take_actions(), vec![Action::Wake(b)]);
     // The zero-copy drain hands over the very frame the encoder would have written.
     let mut out = Vec::new();
     let mut frames = Vec::new();
-    let drained = h.relay.drain_frames(b, &mut out, &mut frames, usize::MAX);
+    let drained = h.drain_frames(b, &mut out, &mut frames, usize::MAX);
     assert!(out.is_empty());
     assert_eq!(frames, vec![recv(1, b"in place")]);
     assert_eq!((drained.packets, drained.bytes), (1, 8));
-    let counters = h.relay.counters();
+    let counters = h.counters();
     assert_eq!(counters.received(PacketKind::Other).packets, 1);
     assert_eq!((counters.sent.packets, counters.sent.bytes), (1, 8));
-    h.relay.recycle(&mut frames);
+    h.recycle(b, &mut frames);
     assert!(frames.is_empty());
+    assert_eq!(h.stats().pooled_buffers, 1, "the delivered frame's buffer");
+    h.check();
+    // An unknown sender is refused by the registry.
     assert_eq!(
-        h.relay.stats().pooled_buffers,
-        1,
-        "the delivered frame's buffer"
+        h.relay.note_sender(ConnId(999), &mut h.actions),
+        Err(Violation::UnknownConn(ConnId(999)))
     );
-    h.relay.check_invariants();
-    // Unknown sender: the buffer comes back with the violation.
-    let (result, back) = h.relay.send_packet(
-        ConnId(999),
-        owned_packet(Vec::new(), 2, b"x"),
-        h.t0,
-        &mut h.actions,
-    );
-    assert_eq!(result, Err(Violation::UnknownConn(ConnId(999))));
-    assert_eq!(back.len(), 5 + 33);
 }
 
 #[test]
@@ -1038,25 +1218,23 @@ fn relaying_in_steady_state_allocates_no_buffers() {
     for round in 0..50 {
         for _ in 0..8 {
             let packet = owned_packet(spare, 2, &[round as u8; 1200]);
-            let (result, next) = h.relay.send_packet(a, packet, h.t0, &mut h.actions);
-            result.unwrap();
-            spare = next;
+            spare = h.send_packet(a, packet);
         }
         out.clear();
-        h.relay.drain_frames(b, &mut out, &mut frames, usize::MAX);
+        h.drain_frames(b, &mut out, &mut frames, usize::MAX);
         assert_eq!(frames.len(), 8);
         assert!(frames
             .iter()
             .all(|frame| *frame == recv(1, &[round as u8; 1200])));
     }
-    h.relay.recycle(&mut frames);
-    h.relay.check_invariants();
-    let stats = h.relay.stats();
+    h.recycle(b, &mut frames);
+    h.check();
+    let stats = h.stats();
     // A drain takes back the batch before it: the first two rounds fill the pipeline (8
     // queued, 8 being written); after that every buffer is a reused one.
     assert_eq!(stats.pool_misses, 16, "{stats:?}");
     assert_eq!(stats.pool_discards, 0);
-    assert_eq!(h.relay.counters().sent.packets, 400);
+    assert_eq!(h.counters().sent.packets, 400);
 }
 
 #[test]
@@ -1069,26 +1247,17 @@ fn dropped_owned_packets_give_their_buffers_back() {
     let a = h.connect(client(1));
     let _b = h.connect(client(2));
     // Unknown destination: the same buffer comes straight back (pool take after give).
-    let (result, spare) = h.relay.send_packet(
-        a,
-        owned_packet(Vec::new(), 9, b"nobody"),
-        h.t0,
-        &mut h.actions,
-    );
-    result.unwrap();
+    let spare = h.send_packet(a, owned_packet(Vec::new(), 9, b"nobody"));
     assert!(spare.capacity() >= 5 + 32 + 6);
     assert_eq!(h.drops(DropReason::UnknownDest, PacketKind::Other), (1, 6));
-    assert_eq!(h.relay.stats().pool_misses, 0);
+    assert_eq!(h.stats().pool_misses, 0);
     // Queue of depth 1: the second packet pushes out the first (queue_head), whose buffer
     // goes to the pool.
     for data in [b"one", b"two"] {
-        let (result, _) =
-            h.relay
-                .send_packet(a, owned_packet(Vec::new(), 2, data), h.t0, &mut h.actions);
-        result.unwrap();
+        h.send_packet(a, owned_packet(Vec::new(), 2, data));
     }
     assert_eq!(h.drops(DropReason::QueueHead, PacketKind::Other), (1, 3));
-    h.relay.check_invariants();
+    h.check();
 }
 
 #[test]
