@@ -246,11 +246,42 @@ mod tests {
     #[test]
     fn accept_rate_reads_like_the_float_parse() {
         let cases = [
-            "0", "0.0", "00", ".5", "5.", "0.5", "0.25", "1", "1.5", "2.0004", "2.0006", "0.001",
-            "0.0004", "0.0006", "0.00099", "0.000000001", "12.3456", "999999.9994",
-            "999999.9996", "1000000", "1000000.0", "1000000.1", "1000001", "00000001000000",
-            "123456789", "3.14159265358979323846", ".", "", "1.2.3", "-1", "+1", "1e3", "0x10",
-            " 1", "1,5", "nan",
+            "0",
+            "0.0",
+            "00",
+            ".5",
+            "5.",
+            "0.5",
+            "0.25",
+            "1",
+            "1.5",
+            "2.0004",
+            "2.0006",
+            "0.001",
+            "0.0004",
+            "0.0006",
+            "0.00099",
+            "0.000000001",
+            "12.3456",
+            "999999.9994",
+            "999999.9996",
+            "1000000",
+            "1000000.0",
+            "1000000.1",
+            "1000001",
+            "00000001000000",
+            "123456789",
+            "3.14159265358979323846",
+            ".",
+            "",
+            "1.2.3",
+            "-1",
+            "+1",
+            "1e3",
+            "0x10",
+            " 1",
+            "1,5",
+            "nan",
         ];
         for text in cases {
             let ours = parse_accept_rate(text).map_err(|_| ());
@@ -259,11 +290,17 @@ mod tests {
         assert_eq!(parse_accept_rate("+Inf").ok(), Some(None));
         assert!(matches!(
             parse_accept_rate("1000000.5"),
-            Err(ConfigError::OutOfRange { bound: Bound::AcceptRateMax, .. })
+            Err(ConfigError::OutOfRange {
+                bound: Bound::AcceptRateMax,
+                ..
+            })
         ));
         assert!(matches!(
             parse_accept_rate("0.0001"),
-            Err(ConfigError::OutOfRange { bound: Bound::AcceptRateMin, .. })
+            Err(ConfigError::OutOfRange {
+                bound: Bound::AcceptRateMin,
+                ..
+            })
         ));
     }
 
