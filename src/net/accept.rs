@@ -74,7 +74,8 @@ pub(crate) async fn accept_loop(
                     server.config.tcp_keepalive,
                     server.config.tcp_user_timeout,
                 );
-                let task = ex.spawn(handle_connection(server.clone(), stream, peer, tls));
+                let task =
+                    super::run::spawn(&ex, handle_connection(server.clone(), stream, peer, tls));
                 task.detach();
             }
             Err(err) => {

@@ -2,7 +2,9 @@
 //! TLS, admission, limits), then owns the executor, the listeners and the signal loop from
 //! start to graceful stop.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,19 @@ const RESTART_RECONNECT_IN_MS: u32 = 2_000;
 const RESTART_TRY_FOR_MS: u32 = 60_000;
 /// Most executor threads we start, whatever the CPU count (routers have 1 to 4 cores).
 const MAX_EXECUTOR_THREADS: usize = 4;
+
+/// Every task the server spawns, behind one type: the executor's task code (poll, wake,
+/// drop, cancel) is then built once instead of once per kind of task, at the cost of one
+/// indirect call per poll.
+type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Spawns `task` on `ex` as a [`BoxedTask`].
+pub(crate) fn spawn(
+    ex: &smol::Executor<'static>,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> smol::Task<()> {
+    ex.spawn(Box::pin(task) as BoxedTask)
+}
 
 /// Reads the mesh key file: 64 hex digits, surrounding white space ignored.
 fn read_mesh_key(path: &std::path::Path) -> Result<[u8; 32], RunError> {
@@ -152,7 +167,7 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
             describe(&socket.local_addr().ok(), addr)
         );
         let stun_server = server.clone();
-        owned_tasks.push(ex.spawn(async move {
+        owned_tasks.push(spawn(&ex, async move {
             stun::serve(&stun_server.telemetry, socket).await;
         }));
     }
@@ -162,12 +177,10 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
             "plain HTTP listening on {}",
             describe(&listener.local_addr().ok(), addr)
         );
-        owned_tasks.push(ex.spawn(accept::accept_loop(
-            server.clone(),
-            listener,
-            ex.clone(),
-            false,
-        )));
+        owned_tasks.push(spawn(
+            &ex,
+            accept::accept_loop(server.clone(), listener, ex.clone(), false),
+        ));
     }
     let derp_addr = derp_listener.local_addr().ok();
     log::info!(
@@ -183,27 +196,26 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
         server.derp_map_text()
     );
     match super::status_socket::bind(&server.config.state_dir) {
-        Ok(listener) => {
-            owned_tasks.push(ex.spawn(super::status_socket::serve(server.clone(), listener)))
-        }
+        Ok(listener) => owned_tasks.push(spawn(
+            &ex,
+            super::status_socket::serve(server.clone(), listener),
+        )),
         // Only `tinyderp status` (and LuCI) need it; the relay serves on without.
         Err(err) => log::warn!(
             "cannot create the status socket {}: {err}; `tinyderp status` will not work",
             super::status_socket::socket_path(&server.config.state_dir).display()
         ),
     }
-    owned_tasks.push(ex.spawn(super::check_watch::watch(server.config.clone())));
+    owned_tasks.push(spawn(&ex, super::check_watch::watch(server.config.clone())));
     owned_tasks.extend(super::mesh::start(&server, &ex));
     #[cfg(feature = "port-mapping")]
     if server.config.port_mapping {
-        owned_tasks.push(ex.spawn(super::portmap::maintain(server.config.clone())));
+        owned_tasks.push(spawn(&ex, super::portmap::maintain(server.config.clone())));
     }
-    owned_tasks.push(ex.spawn(accept::accept_loop(
-        server.clone(),
-        derp_listener,
-        ex.clone(),
-        true,
-    )));
+    owned_tasks.push(spawn(
+        &ex,
+        accept::accept_loop(server.clone(), derp_listener, ex.clone(), true),
+    ));
 
     let mut signals = signals;
     while let Some(signal) = signals.next().await {
