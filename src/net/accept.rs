@@ -249,9 +249,10 @@ async fn serve_plain_http(server: &Server, mut stream: TcpStream, peer: SocketAd
     let _ = write_response(&mut stream, &response).await;
 }
 
-/// Writes a whole response, flushes and closes our side, all under one deadline.
-pub(crate) async fn write_response<S: AsyncWrite + Unpin>(
-    stream: &mut S,
+/// Writes a whole response, flushes and closes our side, all under one deadline. Takes
+/// any stream as `dyn` (TLS, plain TCP, the status socket): built once, not per stream type.
+pub(crate) async fn write_response(
+    stream: &mut (dyn AsyncWrite + Unpin + Send),
     response: &[u8],
 ) -> std::io::Result<()> {
     with_deadline(RESPONSE_WRITE_TIMEOUT, async {
@@ -263,9 +264,10 @@ pub(crate) async fn write_response<S: AsyncWrite + Unpin>(
 }
 
 /// Reads until a complete request head is buffered. Returns the head and the bytes that
-/// arrived after it (in fast-start mode, the start of the DERP stream).
-pub(crate) async fn read_head<S: AsyncRead + Unpin>(
-    stream: &mut S,
+/// arrived after it (in fast-start mode, the start of the DERP stream). Takes any stream
+/// as `dyn`, like [`write_response`].
+pub(crate) async fn read_head(
+    stream: &mut (dyn AsyncRead + Unpin + Send),
 ) -> std::io::Result<(RequestHead, Vec<u8>)> {
     let mut buf = Vec::with_capacity(HEAD_READ_CHUNK);
     let mut chunk = [0u8; HEAD_READ_CHUNK];

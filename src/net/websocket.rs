@@ -227,12 +227,8 @@ where
             }
             let response =
                 http_proto::simple_response(status, phrase, &headers, refusal.message().as_bytes());
-            let _ = with_deadline(UPGRADE_WRITE_TIMEOUT, async {
-                stream.write_all(&response).await?;
-                stream.flush().await?;
-                stream.close().await
-            })
-            .await;
+            // Written, flushed and closed like every other one-off answer (same deadline).
+            let _ = super::accept::write_response(&mut stream, &response).await;
             return None;
         }
     };
