@@ -75,7 +75,7 @@ pub(crate) async fn accept_loop(
                     server.config.tcp_user_timeout,
                 );
                 let task =
-                    super::run::spawn(&ex, handle_connection(server.clone(), stream, peer, tls));
+                    super::task::spawn(&ex, handle_connection(server.clone(), stream, peer, tls));
                 task.detach();
             }
             Err(err) => {

@@ -63,7 +63,7 @@ pub(crate) fn start(server: &Arc<Server>, ex: &smol::Executor<'static>) -> Vec<s
             break;
         }
         hub.mesh_wakes.push(wake_tx);
-        tasks.push(super::run::spawn(
+        tasks.push(super::task::spawn(
             ex,
             dial_loop(server.clone(), id, wake_rx),
         ));

@@ -2,9 +2,7 @@
 //! TLS, admission, limits), then owns the executor, the listeners and the signal loop from
 //! start to graceful stop.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +19,7 @@ use super::hub::{close_handle, Hub, SharedHub};
 use super::metrics::Telemetry;
 use super::pacing::{self, Pacing};
 use super::server::{Identity, Server, TlsState};
+use super::task::spawn;
 use super::{accept, listen, stun};
 
 /// How long a graceful stop waits for writers to flush the Restarting frame.
@@ -31,19 +30,6 @@ const RESTART_RECONNECT_IN_MS: u32 = 2_000;
 const RESTART_TRY_FOR_MS: u32 = 60_000;
 /// Most executor threads we start, whatever the CPU count (routers have 1 to 4 cores).
 const MAX_EXECUTOR_THREADS: usize = 4;
-
-/// Every task the server spawns, behind one type: the executor's task code (poll, wake,
-/// drop, cancel) is then built once instead of once per kind of task, at the cost of one
-/// indirect call per poll.
-type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
-/// Spawns `task` on `ex` as a [`BoxedTask`].
-pub(crate) fn spawn(
-    ex: &smol::Executor<'static>,
-    task: impl Future<Output = ()> + Send + 'static,
-) -> smol::Task<()> {
-    ex.spawn(Box::pin(task) as BoxedTask)
-}
 
 /// Reads the mesh key file: 64 hex digits, surrounding white space ignored.
 fn read_mesh_key(path: &std::path::Path) -> Result<[u8; 32], RunError> {

@@ -227,8 +227,12 @@ where
             }
             let response =
                 http_proto::simple_response(status, phrase, &headers, refusal.message().as_bytes());
-            // Written, flushed and closed like every other one-off answer (same deadline).
-            let _ = super::accept::write_response(&mut stream, &response).await;
+            let _ = with_deadline(UPGRADE_WRITE_TIMEOUT, async {
+                stream.write_all(&response).await?;
+                stream.flush().await?;
+                stream.close().await
+            })
+            .await;
             return None;
         }
     };
