@@ -102,3 +102,33 @@ fn main() -> ExitCode {
 fn init_logging(level: log::LevelFilter) {
     tinyderp::net::log_backend::init(level);
 }
+
+/// Thread names without musl's `printf`. Rust's standard library names a spawned thread
+/// (smol's `blocking-N` pool, `async-io`) with `pthread_setname_np`, and musl's version
+/// formats a `/proc` path with `snprintf`, which alone links musl's whole `printf` engine
+/// (about 10 KB on MIPS) into the static router binaries. The standard library only ever
+/// names the calling thread, which `prctl(PR_SET_NAME)` does without a path; this
+/// definition takes the place of musl's in the static link.
+#[cfg(target_env = "musl")]
+mod thread_name {
+    use nix::libc::{c_char, c_int, c_ulong, prctl, pthread_self, pthread_t, ENOTSUP, PR_SET_NAME};
+
+    /// `pthread_setname_np(3)` for the calling thread; naming another thread is refused
+    /// with `ENOTSUP` (nothing in this program asks for it).
+    #[no_mangle]
+    extern "C" fn pthread_setname_np(thread: pthread_t, name: *const c_char) -> c_int {
+        // SAFETY: pthread_self has no preconditions. prctl(PR_SET_NAME) reads at most 16
+        // bytes of the NUL-terminated string the caller passes (the standard library passes
+        // a CStr it owns for the duration of the call) and writes nothing through it.
+        unsafe {
+            if thread != pthread_self() {
+                return ENOTSUP;
+            }
+            if prctl(PR_SET_NAME, name, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) == 0 {
+                0
+            } else {
+                nix::errno::Errno::last_raw()
+            }
+        }
+    }
+}

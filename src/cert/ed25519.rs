@@ -3,6 +3,10 @@
 //! arithmetic and base-point tables) stays out of the router binary. Only operator-supplied
 //! Ed25519 keys use it (the generated certificate is ECDSA P-256); signatures are RFC 8032
 //! Ed25519, byte for byte what ring writes (Ed25519 is deterministic; the tests compare).
+//!
+//! The arithmetic mod the group order is a few lines of our own ([`reduce`], [`mul_add`]):
+//! curve25519-dalek's `Scalar` arithmetic is about 35 KB of 32-bit MIPS code for the three
+//! reductions and one product a signature needs. The point multiplications stay dalek's.
 
 use std::sync::Arc;
 
@@ -32,8 +36,8 @@ const SPKI_PREFIX: &[u8] = &[
 
 /// The key pair, expanded once from the seed.
 struct Expanded {
-    /// The secret scalar `a` (clamped, reduced mod the group order).
-    scalar: Scalar,
+    /// The secret scalar `a`, clamped (not reduced: only `a·B` and `k·a mod l` use it).
+    scalar: [u8; LEN],
     /// The second half of SHA-512(seed), which makes the nonce deterministic.
     prefix: [u8; LEN],
     /// `A = a·B`, compressed.
@@ -71,9 +75,9 @@ impl Expanded {
         low[0] &= 248;
         low[31] &= 127;
         low[31] |= 64;
-        let scalar = Scalar::from_bytes_mod_order(low);
+        let public = EdwardsPoint::mul_base_clamped(low).compress().to_bytes();
+        let scalar = low;
         low.zeroize();
-        let public = EdwardsPoint::mul_base(&scalar).compress().to_bytes();
         let mut spki = SPKI_PREFIX.to_vec();
         spki.extend_from_slice(&public);
         Expanded {
@@ -87,15 +91,123 @@ impl Expanded {
     /// RFC 8032 §5.1.6: `R = r·B`, `S = r + SHA-512(R ‖ A ‖ M)·a`, with
     /// `r = SHA-512(prefix ‖ M)`, both reduced mod the group order.
     fn sign(&self, message: &[u8]) -> [u8; 2 * LEN] {
-        let r = Scalar::from_bytes_mod_order_wide(&sha512(&[&self.prefix, message]));
-        let big_r = EdwardsPoint::mul_base(&r).compress().to_bytes();
-        let k = Scalar::from_bytes_mod_order_wide(&sha512(&[&big_r, &self.public, message]));
-        let s = r + k * self.scalar;
+        let mut r = reduce(&sha512(&[&self.prefix, message]));
+        let mut r_bytes = to_bytes(&r);
+        // r < l, so its bytes are a canonical scalar; no arithmetic on it happens in dalek.
+        #[allow(deprecated)]
+        let big_r = EdwardsPoint::mul_base(&Scalar::from_bits(r_bytes))
+            .compress()
+            .to_bytes();
+        let k = reduce(&sha512(&[&big_r, &self.public, message]));
+        let mut a = limbs(&self.scalar);
+        let s = mul_add(&k, &a, &r);
+        r.zeroize();
+        r_bytes.zeroize();
+        a.zeroize();
         let mut signature = [0u8; 2 * LEN];
         signature[..LEN].copy_from_slice(&big_r);
-        signature[LEN..].copy_from_slice(s.as_bytes());
+        signature[LEN..].copy_from_slice(&to_bytes(&s));
         signature
     }
+}
+
+/// A number below 2^256 as eight little-endian 32-bit limbs.
+type Limbs = [u32; 8];
+
+/// The group order l = 2^252 + 27742317777372353535851937790883648493.
+const L: Limbs = [
+    0x5cf5_d3ed,
+    0x5812_631a,
+    0xa2f7_9cd6,
+    0x14de_f9de,
+    0,
+    0,
+    0,
+    0x1000_0000,
+];
+
+/// Little-endian bytes to limbs.
+fn limbs(bytes: &[u8; LEN]) -> Limbs {
+    let mut out = [0u32; 8];
+    for (limb, chunk) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *limb = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    out
+}
+
+/// Limbs to little-endian bytes.
+fn to_bytes(limbs: &Limbs) -> [u8; LEN] {
+    let mut out = [0u8; LEN];
+    for (chunk, limb) in out.chunks_exact_mut(4).zip(limbs) {
+        chunk.copy_from_slice(&limb.to_le_bytes());
+    }
+    out
+}
+
+/// A little-endian number of any length, mod l. One bit at a time from the top:
+/// `acc = 2·acc + bit`, then `acc − l` when that does not borrow. `acc < l < 2^253`
+/// throughout, so `2·acc + 1` fits eight limbs. Constant time: the same operations for
+/// every input of one length, the choice made with a mask, not a branch.
+fn reduce(bytes: &[u8]) -> Limbs {
+    let mut acc = [0u32; 8];
+    for byte in bytes.iter().rev() {
+        for bit in (0..8).rev() {
+            let mut carry = u32::from((byte >> bit) & 1);
+            for limb in acc.iter_mut() {
+                let top = *limb >> 31;
+                *limb = (*limb << 1) | carry;
+                carry = top;
+            }
+            subtract_l_unless_below(&mut acc);
+        }
+    }
+    acc
+}
+
+/// `acc − l` when `acc ≥ l`, else `acc`, without a branch on `acc`.
+fn subtract_l_unless_below(acc: &mut Limbs) {
+    let mut diff = [0u32; 8];
+    let mut borrow = 0u64;
+    for ((d, &a), &l) in diff.iter_mut().zip(acc.iter()).zip(L.iter()) {
+        let wide = u64::from(a).wrapping_sub(u64::from(l)).wrapping_sub(borrow);
+        *d = wide as u32;
+        borrow = wide >> 63;
+    }
+    // borrow = 1: acc < l, keep acc (mask all ones); borrow = 0: take the difference.
+    let keep = 0u32.wrapping_sub(borrow as u32);
+    for (a, d) in acc.iter_mut().zip(diff) {
+        *a = (*a & keep) | (d & !keep);
+    }
+}
+
+/// `(k·a + r) mod l`: the 512-bit product and sum written out, then reduced.
+fn mul_add(k: &Limbs, a: &Limbs, r: &Limbs) -> Limbs {
+    let mut wide = [0u32; 16];
+    for (i, &x) in k.iter().enumerate() {
+        let mut carry = 0u64;
+        for (j, &y) in a.iter().enumerate() {
+            // At most (2^32 − 1)^2 + 2·(2^32 − 1) = 2^64 − 1: no overflow.
+            let v = u64::from(x) * u64::from(y) + u64::from(wide[i + j]) + carry;
+            wide[i + j] = v as u32;
+            carry = v >> 32;
+        }
+        wide[i + 8] = carry as u32;
+    }
+    // k·a < 2^509 and r < 2^253: the sum fits 512 bits, the last carry is always 0.
+    let mut carry = 0u64;
+    for (i, w) in wide.iter_mut().enumerate() {
+        let v = u64::from(*w) + u64::from(r.get(i).copied().unwrap_or(0)) + carry;
+        *w = v as u32;
+        carry = v >> 32;
+    }
+    let mut bytes = [0u8; 64];
+    for (chunk, limb) in bytes.chunks_exact_mut(4).zip(&wide) {
+        chunk.copy_from_slice(&limb.to_le_bytes());
+    }
+    let out = reduce(&bytes);
+    bytes.zeroize();
+    wide.zeroize();
+    out
 }
 
 /// Reads an Ed25519 PKCS#8 key (v1, or v2 whose public key must match the seed).
@@ -200,6 +312,62 @@ mod tests {
                     .verify(&message, &signature)
                     .unwrap();
             }
+        }
+    }
+
+    /// The mod-l arithmetic against curve25519-dalek's own, on random and edge values.
+    #[test]
+    fn arithmetic_matches_dalek() {
+        let rng = ring::rand::SystemRandom::new();
+        let random = |len: usize| {
+            let mut bytes = vec![0u8; len];
+            ring::rand::SecureRandom::fill(&rng, &mut bytes).unwrap();
+            bytes
+        };
+        let l = to_bytes(&L);
+        let mut l_minus_1 = l;
+        l_minus_1[0] -= 1;
+        let mut l_plus_1 = l;
+        l_plus_1[0] += 1;
+        let mut wides: Vec<[u8; 64]> = (0..300).map(|_| random(64).try_into().unwrap()).collect();
+        for edge in [[0u8; LEN], [0xff; LEN], l, l_minus_1, l_plus_1] {
+            let mut wide = [0u8; 64];
+            wide[..LEN].copy_from_slice(&edge);
+            wides.push(wide);
+            wide[LEN..].copy_from_slice(&edge);
+            wides.push(wide);
+        }
+        wides.push([0xff; 64]);
+        for wide in &wides {
+            let ours = to_bytes(&reduce(wide));
+            assert_eq!(ours, Scalar::from_bytes_mod_order_wide(wide).to_bytes());
+        }
+        for pair in wides.chunks_exact(3) {
+            let k = reduce(&pair[0]);
+            let r = reduce(&pair[1]);
+            let a: [u8; LEN] = pair[2][..LEN].try_into().unwrap();
+            let ours = to_bytes(&mul_add(&k, &limbs(&a), &r));
+            let theirs = Scalar::from_bytes_mod_order(to_bytes(&r))
+                + Scalar::from_bytes_mod_order(to_bytes(&k)) * Scalar::from_bytes_mod_order(a);
+            assert_eq!(ours, theirs.to_bytes());
+        }
+    }
+
+    /// Many keys and message lengths, byte for byte against ring.
+    #[test]
+    fn many_signatures_like_ring() {
+        let rng = ring::rand::SystemRandom::new();
+        for round in 0..64usize {
+            let v2 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+            let theirs = Ed25519KeyPair::from_pkcs8(v2.as_ref()).unwrap();
+            let ours = Ed25519Key::from_pkcs8(v2.as_ref()).unwrap();
+            let mut message = vec![0u8; round * 7];
+            ring::rand::SecureRandom::fill(&rng, &mut message).unwrap();
+            assert_eq!(
+                ours.sign(&message).unwrap(),
+                theirs.sign(&message).as_ref(),
+                "round {round}"
+            );
         }
     }
 

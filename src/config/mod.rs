@@ -102,7 +102,7 @@ pub const PORT_OFF: &str = "-1";
 /// Highest `--max-clients` accepted (far above what any router's memory holds).
 pub const MAX_MAX_CLIENTS: u64 = 1_000_000;
 /// Highest `--accept-rate` in connections per second.
-pub const MAX_ACCEPT_RATE: f64 = 1_000_000.0;
+pub const MAX_ACCEPT_RATE: u64 = 1_000_000;
 /// Accept-rate tokens per connection: the accept bucket counts thousandths of a
 /// connection so decimal rates such as 0.5/s work with an integer bucket.
 pub const ACCEPT_TOKENS_PER_CONN: u64 = 1000;

@@ -5,8 +5,11 @@
 //! their own (every await before login has a deadline) and are cancelled when `run`
 //! drops the executor at shutdown.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -71,7 +74,8 @@ pub(crate) async fn accept_loop(
                     server.config.tcp_keepalive,
                     server.config.tcp_user_timeout,
                 );
-                let task = ex.spawn(handle_connection(server.clone(), stream, peer, tls));
+                let task =
+                    super::task::spawn(&ex, handle_connection(server.clone(), stream, peer, tls));
                 task.detach();
             }
             Err(err) => {
@@ -122,12 +126,72 @@ async fn handle_connection(server: Arc<Server>, stream: TcpStream, peer: SocketA
     serve_https(server, Box::new(tls_stream), tcp, peer).await;
 }
 
+/// A TLS connection as the DERP listener serves it.
+type TlsConn = Box<futures_rustls::server::TlsStream<TcpStream>>;
+
+/// The byte stream of a DERP connection: straight over TLS, or inside a WebSocket over TLS.
+/// One type for both, so the DERP session code (login, reader and writer loops) is built
+/// once instead of once per transport; a `match` per poll is all it costs. Both variants
+/// are boxes, so the enum is as small as the TLS stream's box was alone.
+enum DerpStream {
+    Tls(TlsConn),
+    WebSocket(Box<websocket::WsStream<TlsConn>>),
+}
+
+impl AsyncRead for DerpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            DerpStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            DerpStream::WebSocket(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for DerpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            DerpStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            DerpStream::WebSocket(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            DerpStream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            DerpStream::WebSocket(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            DerpStream::Tls(s) => Pin::new(s).poll_flush(cx),
+            DerpStream::WebSocket(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            DerpStream::Tls(s) => Pin::new(s).poll_close(cx),
+            DerpStream::WebSocket(s) => Pin::new(&mut **s).poll_close(cx),
+        }
+    }
+}
+
 /// Routes one request on the DERP listener: `/derp` upgrades become DERP connections,
 /// everything else gets one response and the connection is closed.
-async fn serve_https<S>(server: Arc<Server>, mut stream: S, tcp: TcpStream, peer: SocketAddr)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn serve_https(server: Arc<Server>, mut stream: TlsConn, tcp: TcpStream, peer: SocketAddr) {
     let head_read = Box::pin(read_head(&mut stream));
     let (head, leftover) = match with_deadline(REQUEST_HEAD_TIMEOUT, head_read).await {
         Ok(got) => got,
@@ -152,10 +216,15 @@ where
     match http::route_https(&server, &head, peer) {
         http::Route::Derp => {
             server.telemetry.metrics().http_requests.bump("derp");
+            let stream = DerpStream::Tls(stream);
             session::serve(server, stream, tcp, peer, head, leftover).await;
         }
         http::Route::WebSocket => {
-            websocket::serve(server, stream, tcp, peer, head, leftover).await;
+            let upgraded = websocket::upgrade(&server, stream, peer, head, leftover).await;
+            if let Some((conn, head)) = upgraded {
+                let stream = DerpStream::WebSocket(Box::new(conn));
+                session::serve(server, stream, tcp, peer, head, Vec::new()).await;
+            }
         }
         http::Route::Respond(response) => {
             let _ = write_response(&mut stream, &response).await;
@@ -180,9 +249,10 @@ async fn serve_plain_http(server: &Server, mut stream: TcpStream, peer: SocketAd
     let _ = write_response(&mut stream, &response).await;
 }
 
-/// Writes a whole response, flushes and closes our side, all under one deadline.
-pub(crate) async fn write_response<S: AsyncWrite + Unpin>(
-    stream: &mut S,
+/// Writes a whole response, flushes and closes our side, all under one deadline. Takes
+/// any stream as `dyn` (TLS, plain TCP, the status socket): built once, not per stream type.
+pub(crate) async fn write_response(
+    stream: &mut (dyn AsyncWrite + Unpin + Send),
     response: &[u8],
 ) -> std::io::Result<()> {
     with_deadline(RESPONSE_WRITE_TIMEOUT, async {
@@ -194,9 +264,10 @@ pub(crate) async fn write_response<S: AsyncWrite + Unpin>(
 }
 
 /// Reads until a complete request head is buffered. Returns the head and the bytes that
-/// arrived after it (in fast-start mode, the start of the DERP stream).
-pub(crate) async fn read_head<S: AsyncRead + Unpin>(
-    stream: &mut S,
+/// arrived after it (in fast-start mode, the start of the DERP stream). Takes any stream
+/// as `dyn`, like [`write_response`].
+pub(crate) async fn read_head(
+    stream: &mut (dyn AsyncRead + Unpin + Send),
 ) -> std::io::Result<(RequestHead, Vec<u8>)> {
     let mut buf = Vec::with_capacity(HEAD_READ_CHUNK);
     let mut chunk = [0u8; HEAD_READ_CHUNK];

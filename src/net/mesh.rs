@@ -63,7 +63,10 @@ pub(crate) fn start(server: &Arc<Server>, ex: &smol::Executor<'static>) -> Vec<s
             break;
         }
         hub.mesh_wakes.push(wake_tx);
-        tasks.push(ex.spawn(dial_loop(server.clone(), id, wake_rx)));
+        tasks.push(super::task::spawn(
+            ex,
+            dial_loop(server.clone(), id, wake_rx),
+        ));
     }
     tasks
 }

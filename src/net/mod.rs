@@ -31,6 +31,7 @@ pub(crate) mod statefile;
 pub mod status_fetch;
 mod status_socket;
 mod stun;
+mod task;
 mod websocket;
 
 pub use admission::AdmissionSetupError;

@@ -19,6 +19,7 @@ use super::hub::{close_handle, Hub, SharedHub};
 use super::metrics::Telemetry;
 use super::pacing::{self, Pacing};
 use super::server::{Identity, Server, TlsState};
+use super::task::spawn;
 use super::{accept, listen, stun};
 
 /// How long a graceful stop waits for writers to flush the Restarting frame.
@@ -152,7 +153,7 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
             describe(&socket.local_addr().ok(), addr)
         );
         let stun_server = server.clone();
-        owned_tasks.push(ex.spawn(async move {
+        owned_tasks.push(spawn(&ex, async move {
             stun::serve(&stun_server.telemetry, socket).await;
         }));
     }
@@ -162,12 +163,10 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
             "plain HTTP listening on {}",
             describe(&listener.local_addr().ok(), addr)
         );
-        owned_tasks.push(ex.spawn(accept::accept_loop(
-            server.clone(),
-            listener,
-            ex.clone(),
-            false,
-        )));
+        owned_tasks.push(spawn(
+            &ex,
+            accept::accept_loop(server.clone(), listener, ex.clone(), false),
+        ));
     }
     let derp_addr = derp_listener.local_addr().ok();
     log::info!(
@@ -183,27 +182,26 @@ async fn serve(server: Arc<Server>, ex: Arc<smol::Executor<'static>>) -> Result<
         server.derp_map_text()
     );
     match super::status_socket::bind(&server.config.state_dir) {
-        Ok(listener) => {
-            owned_tasks.push(ex.spawn(super::status_socket::serve(server.clone(), listener)))
-        }
+        Ok(listener) => owned_tasks.push(spawn(
+            &ex,
+            super::status_socket::serve(server.clone(), listener),
+        )),
         // Only `tinyderp status` (and LuCI) need it; the relay serves on without.
         Err(err) => log::warn!(
             "cannot create the status socket {}: {err}; `tinyderp status` will not work",
             super::status_socket::socket_path(&server.config.state_dir).display()
         ),
     }
-    owned_tasks.push(ex.spawn(super::check_watch::watch(server.config.clone())));
+    owned_tasks.push(spawn(&ex, super::check_watch::watch(server.config.clone())));
     owned_tasks.extend(super::mesh::start(&server, &ex));
     #[cfg(feature = "port-mapping")]
     if server.config.port_mapping {
-        owned_tasks.push(ex.spawn(super::portmap::maintain(server.config.clone())));
+        owned_tasks.push(spawn(&ex, super::portmap::maintain(server.config.clone())));
     }
-    owned_tasks.push(ex.spawn(accept::accept_loop(
-        server.clone(),
-        derp_listener,
-        ex.clone(),
-        true,
-    )));
+    owned_tasks.push(spawn(
+        &ex,
+        accept::accept_loop(server.clone(), derp_listener, ex.clone(), true),
+    ));
 
     let mut signals = signals;
     while let Some(signal) = signals.next().await {

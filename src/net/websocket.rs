@@ -21,12 +21,11 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use smol::net::TcpStream;
 
 use crate::proto::http::{self as http_proto, RequestHead};
 use crate::proto::websocket::{
@@ -35,7 +34,6 @@ use crate::proto::websocket::{
 
 use super::deadline::with_deadline;
 use super::server::Server;
-use super::session;
 
 /// Deadline for writing the 101 (or the refusal) after the request head.
 pub(crate) const UPGRADE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -193,16 +191,18 @@ fn family(
     }
 }
 
-/// Serves `GET /derp` with `Upgrade: websocket` and a `derp` subprotocol offer: the
-/// handshake, then the DERP connection inside the WebSocket.
-pub(crate) async fn serve<S>(
-    server: Arc<Server>,
+/// Answers `GET /derp` with `Upgrade: websocket` and a `derp` subprotocol offer: the
+/// handshake. Returns the DERP byte stream inside the WebSocket and the request head to
+/// serve it with (the caller runs the DERP connection, so the DERP session code is built
+/// once for both transports), or `None` when the upgrade was refused or closed.
+pub(crate) async fn upgrade<S>(
+    server: &Server,
     mut stream: S,
-    tcp: TcpStream,
     peer: SocketAddr,
     mut head: RequestHead,
     leftover: Vec<u8>,
-) where
+) -> Option<(WsStream<S>, RequestHead)>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let request = UpgradeRequest {
@@ -233,7 +233,7 @@ pub(crate) async fn serve<S>(
                 stream.close().await
             })
             .await;
-            return;
+            return None;
         }
     };
     let speaks_derp = accepted.protocol.as_deref() == Some(ws::SUBPROTOCOL);
@@ -250,7 +250,7 @@ pub(crate) async fn serve<S>(
             log::Level::Debug,
             format_args!("{peer}: websocket upgrade not sent: {err}"),
         );
-        return;
+        return None;
     }
     if !speaks_derp {
         // Upstream answers 101 without a subprotocol and then closes with 1008.
@@ -261,7 +261,7 @@ pub(crate) async fn serve<S>(
             "no_subprotocol",
         );
         std::future::poll_fn(|cx| conn.poll_closing(cx)).await;
-        return;
+        return None;
     }
     {
         let mut counts = metrics();
@@ -270,7 +270,7 @@ pub(crate) async fn serve<S>(
     // The 101 above was this request's HTTP answer; the DERP stream starts with the
     // ServerKey frame inside the WebSocket, as on the fast-start path (no DERP 101).
     head.fast_start = true;
-    session::serve(server, conn, tcp, peer, head, Vec::new()).await;
+    Some((conn, head))
 }
 
 /// What the reader sees once the close handshake is done.
