@@ -294,6 +294,20 @@ impl SharedHub {
         &self.data
     }
 
+    /// Queues `packet` from `source` in `endpoint`'s inbox under that inbox's lock alone and
+    /// wakes its writer when the inbox asks; returns a buffer for the sender's next read.
+    fn queue_in(&self, endpoint: &Endpoint, source: &PublicKey, packet: PacketBuf) -> Vec<u8> {
+        let (wake, spare) = {
+            let mut inbox = endpoint.inbox();
+            deliver_owned(&mut inbox, source, packet, &self.limits, &self.data)
+        };
+        if wake {
+            // Full means a wake is already pending; closed means the writer left.
+            let _ = endpoint.wake.try_send(());
+        }
+        spare
+    }
+
     /// The packet path for a SendPacket from `from`, read in place: queued in the inbox
     /// of the destination's active connection under that inbox's lock only (the route
     /// map is held for reading). A duplicate sender, a destination without a local
@@ -328,17 +342,7 @@ impl SharedHub {
         let packet = {
             let routes = self.routes.read();
             match routes.get(&dst) {
-                Some(endpoint) => {
-                    let (wake, spare) = {
-                        let mut inbox = endpoint.inbox();
-                        deliver_owned(&mut inbox, &from.key, packet, &self.limits, &self.data)
-                    };
-                    if wake {
-                        // Full means a wake is already pending; closed means it left.
-                        let _ = endpoint.wake.try_send(());
-                    }
-                    return Ok(spare);
-                }
+                Some(endpoint) => return Ok(self.queue_in(endpoint, &from.key, packet)),
                 None => packet,
             }
         };
@@ -349,16 +353,7 @@ impl SharedHub {
         let spare = {
             let routes = self.routes.read();
             match routes.get(&dst) {
-                Some(endpoint) => {
-                    let (wake, spare) = {
-                        let mut inbox = endpoint.inbox();
-                        deliver_owned(&mut inbox, &from.key, packet, &self.limits, &self.data)
-                    };
-                    if wake {
-                        let _ = endpoint.wake.try_send(());
-                    }
-                    spare
-                }
+                Some(endpoint) => self.queue_in(endpoint, &from.key, packet),
                 None => {
                     let data = packet.data();
                     hub.relay.note_received(PacketKind::of(data), data.len());
