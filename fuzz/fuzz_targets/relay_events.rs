@@ -1,7 +1,10 @@
-//! Drives `relay::Relay` with a fuzzer-chosen sequence of events (register, unregister,
-//! every client frame, drains with and without write failures, Restarting broadcasts, time
-//! passing) and checks after every step:
-//! - the gauges match the connections the harness knows about;
+//! Drives the relay core as the net layer does (`net/hub.rs`, single-threaded here): the
+//! registry (`relay::Relay`), one `Inbox` per connection and the key -> connection route
+//! map kept from `Action::Route`, with a fuzzer-chosen sequence of events (register,
+//! unregister, every client frame, drains with and without write failures, Restarting
+//! broadcasts, time passing), and checks after every step:
+//! - the gauges match the connections the harness knows about, and the route map the
+//!   registry's active connections;
 //! - no queue holds more than its depth and the queued bytes stay within the budget;
 //! - every Wake/Close names a registered connection;
 //! - drained bytes are a sequence of well-formed server frames within the byte limit, and
@@ -10,6 +13,7 @@
 //! - frames from unknown connections are refused; after everyone leaves, all gauges are 0.
 #![no_main]
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -19,7 +23,8 @@ use tinyderp::proto::frame::{
 };
 use tinyderp::proto::key::PublicKey;
 use tinyderp::relay::{
-    Action, ConnId, ConnParams, DropReason, PacketKind, Relay, RelayLimits, Violation,
+    Action, ConnId, ConnParams, Delivery, DropReason, Inbox, InboxTally, Packet, PacketKind, Relay,
+    RelayLimits, Violation,
 };
 
 /// Distinct client keys the events pick from (small, so keys collide and duplicates happen).
@@ -64,6 +69,10 @@ fn packet(len: usize, disco: bool) -> Vec<u8> {
 
 struct Harness {
     relay: Relay,
+    /// Each live connection's packet queues.
+    inboxes: HashMap<ConnId, Inbox>,
+    /// The connection each key's packets go to, as `Action::Route` keeps it.
+    routes: HashMap<PublicKey, ConnId>,
     live: Vec<ConnId>,
     dead: Vec<ConnId>,
     now: Instant,
@@ -78,10 +87,23 @@ impl Harness {
         self.live.get(usize::from(byte) % self.live.len()).copied()
     }
 
-    fn check_actions(&self, actions: &[Action]) {
+    /// Checks the registry's actions and carries out the route changes among them.
+    fn check_actions(&mut self, actions: &[Action]) {
         for action in actions {
             let id = match *action {
                 Action::Wake(id) | Action::Close(id) => id,
+                Action::Route(key) => {
+                    match self.relay.active_conn(&key) {
+                        Some(id) => {
+                            assert!(self.live.contains(&id), "route to an unknown connection");
+                            self.routes.insert(key, id);
+                        }
+                        None => {
+                            self.routes.remove(&key);
+                        }
+                    }
+                    continue;
+                }
                 // No mesh peer is configured here, so nothing may be routed to one.
                 Action::WakeMesh(peer) => panic!("{peer:?} woken without mesh peers"),
             };
@@ -98,18 +120,52 @@ impl Harness {
             frame,
             ClientFrame::ForwardPacket { .. } | ClientFrame::WatchConns | ClientFrame::ClosePeer(_)
         );
-        match self.relay.handle_frame(id, frame, self.now, &mut actions) {
-            Ok(()) => {}
-            Err(Violation::NotMesh(_)) => assert!(is_mesh_only),
+        let delivery = match self.relay.handle_frame(id, frame, self.now, &mut actions) {
+            Ok(delivery) => delivery,
+            Err(Violation::NotMesh(_)) => {
+                assert!(is_mesh_only);
+                None
+            }
             Err(other) => panic!("unexpected violation {other:?} for a live connection"),
-        }
+        };
         self.check_actions(&actions);
+        if let Some(delivery) = delivery {
+            self.deliver(id, delivery);
+        }
         // Close actions are carried out at once, as the net layer does.
         for action in actions {
             if let Action::Close(target) = action {
-                self.unregister(target);
+                if self.live.contains(&target) {
+                    self.unregister(target);
+                }
             }
         }
+    }
+
+    /// Queues a parsed packet in its receiver's inbox, or hands it back to the registry.
+    fn deliver(&mut self, from: ConnId, d: Delivery<'_>) {
+        let limits = self.relay.limits();
+        if let Some(dst) = self.routes.get(&d.dst).copied() {
+            let data = self.relay.data().clone();
+            let inbox = self
+                .inboxes
+                .get_mut(&dst)
+                .expect("a routed connection has an inbox");
+            inbox.enqueue(&d.src, Packet::Borrowed(d.data), &limits, &data);
+            return;
+        }
+        let mut actions = Vec::new();
+        let spare = self.relay.unrouted(
+            from,
+            d.src,
+            d.dst,
+            Packet::Borrowed(d.data),
+            d.forwarded,
+            self.now,
+            &mut actions,
+        );
+        self.relay.give_buffer(spare);
+        self.check_actions(&actions);
     }
 
     fn unregister(&mut self, id: ConnId) {
@@ -117,12 +173,36 @@ impl Harness {
         self.relay.unregister(id, self.now, &mut actions);
         self.live.retain(|live| *live != id);
         self.dead.push(id);
+        if let Some(mut inbox) = self.inboxes.remove(&id) {
+            inbox.close(self.relay.data());
+            if let Some(tally) = inbox.counters() {
+                self.relay.absorb(tally);
+            }
+        }
         self.check_actions(&actions);
     }
 
     fn drain(&mut self, id: ConnId, max_bytes: usize, fail: bool) {
+        // The writer's drain: control frames from the registry, then packets from the
+        // inbox; sources new to the inbox go to the registry.
         let mut out = Vec::new();
-        let drained = self.relay.drain_outgoing(id, &mut out, max_bytes);
+        self.relay.drain_control(id, &mut out, max_bytes);
+        let data = self.relay.data().clone();
+        let inbox = self
+            .inboxes
+            .get_mut(&id)
+            .expect("a live connection has an inbox");
+        let mut frames = Vec::new();
+        let mut sources = Vec::new();
+        let drained = inbox.drain(out.len(), &mut frames, max_bytes, &data, &mut sources);
+        for frame in &frames {
+            out.extend_from_slice(frame);
+        }
+        if fail {
+            inbox.note_write_failure(&drained);
+        }
+        inbox.recycle(&mut frames, &data);
+        self.relay.subscribe_sources(id, &sources);
         let mut rest = out.as_slice();
         let mut frames = 0usize;
         let mut packets = 0u32;
@@ -146,13 +226,29 @@ impl Harness {
             "drain overshot its limit"
         );
         assert_eq!(packets, drained.packets);
-        if fail {
-            self.relay.note_write_failure(&drained);
-        }
+    }
+
+    fn tallies(&self) -> Vec<InboxTally> {
+        self.inboxes
+            .values()
+            .filter_map(|inbox| inbox.counters().cloned())
+            .collect()
     }
 
     fn check(&self) {
-        let stats = self.relay.stats();
+        let tallies = self.tallies();
+        let stats = self.relay.stats_with(&tallies);
+        assert_eq!(self.routes.len(), stats.keys);
+        for (key, id) in &self.routes {
+            assert_eq!(self.relay.active_conn(key), Some(*id));
+        }
+        let queued: usize = self
+            .inboxes
+            .values()
+            .map(|inbox| inbox.queue_lens().0 + inbox.queue_lens().1)
+            .sum();
+        let queued_bytes: usize = self.inboxes.values().map(Inbox::queued_bytes).sum();
+        assert_eq!(self.relay.data().queued(), (queued, queued_bytes));
         assert_eq!(stats.connections, self.live.len());
         assert!(stats.keys <= stats.connections);
         assert!(stats.watchers <= stats.connections);
@@ -161,7 +257,7 @@ impl Harness {
         assert!(stats.dup_conns <= stats.connections);
         assert!(stats.queued_bytes <= self.limits.max_queued_bytes);
         assert!(stats.queued_packets <= stats.connections * 2 * self.limits.queue_depth);
-        let counters = self.relay.counters();
+        let counters = &self.relay.counters_with(&tallies);
         let received: u64 = PacketKind::ALL
             .iter()
             .map(|kind| counters.received(*kind).packets)
@@ -191,6 +287,8 @@ fuzz_target!(|input: &[u8]| {
     };
     let mut h = Harness {
         relay: Relay::new(key(250), limits),
+        inboxes: HashMap::new(),
+        routes: HashMap::new(),
         live: Vec::new(),
         dead: Vec::new(),
         now: Instant::now(),
@@ -217,6 +315,7 @@ fuzz_target!(|input: &[u8]| {
                 let id = h.relay.register(params, h.now, &mut actions);
                 assert!(!h.live.contains(&id) && !h.dead.contains(&id), "id reused");
                 h.live.push(id);
+                h.inboxes.insert(id, Inbox::new());
                 h.check_actions(&actions);
             }
             2 => {
@@ -310,7 +409,7 @@ fuzz_target!(|input: &[u8]| {
         h.unregister(id);
     }
     h.check();
-    let stats = h.relay.stats();
+    let stats = h.relay.stats_with(&h.tallies());
     assert_eq!(
         (
             stats.keys,
