@@ -280,7 +280,10 @@ pub(crate) async fn decide(
     if let Some(url) = &policy.url {
         let request = admission_request(url, key, source);
         let exchange = async {
-            let stream = smol::net::TcpStream::connect((url.host.as_str(), url.port))
+            let addrs = super::dns::resolve(&url.host, url.port)
+                .await
+                .map_err(|err| Unreachable(format!("cannot resolve: {err}")))?;
+            let stream = smol::net::TcpStream::connect(addrs.as_slice())
                 .await
                 .map_err(|err| Unreachable(format!("cannot connect: {err}")))?;
             #[cfg(not(feature = "https-admission"))]

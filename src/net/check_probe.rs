@@ -7,7 +7,7 @@
 use crate::text::DurationText;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ const STUN_WAIT: Duration = Duration::from_millis(700);
 const STUN_TRIES: usize = 3;
 /// Deadline for running `nft -j list ruleset`.
 const NFT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most bytes read from `nft -j list ruleset` (fw4's ruleset is about 100 KB as JSON).
+const MAX_NFT_OUTPUT: usize = 4 * 1024 * 1024;
 /// Most addresses of the name that are probed (a name with more is misconfigured anyway).
 const MAX_PROBED_ADDRS: usize = 8;
 /// Frames read while waiting for the relayed packet (ServerInfo, peer notices, ...).
@@ -143,24 +145,15 @@ pub async fn observe(config: &Config) -> Observations {
     }
 }
 
-/// A and AAAA through the system resolver (getaddrinfo asks for both), in its order.
+/// A and AAAA from /etc/hosts or the name servers in /etc/resolv.conf (`net::dns`).
 async fn resolve(hostname: &str) -> Result<Vec<IpAddr>, String> {
-    if let Ok(ip) = hostname.parse::<IpAddr>() {
-        return Ok(vec![ip]);
-    }
-    let name = hostname.to_string();
-    let lookup = smol::unblock(move || {
-        (name.as_str(), 0u16)
-            .to_socket_addrs()
-            .map(Iterator::collect::<Vec<_>>)
-    });
-    let addrs = with_timeout(DNS_TIMEOUT, "DNS lookup", lookup)
+    let addrs = with_timeout(DNS_TIMEOUT, "DNS lookup", super::dns::lookup(hostname))
         .await
         .map_err(|err| err.to_string())?;
     let mut ips: Vec<IpAddr> = Vec::new();
-    for addr in addrs {
-        if !ips.contains(&addr.ip()) {
-            ips.push(addr.ip());
+    for ip in addrs {
+        if !ips.contains(&ip) {
+            ips.push(ip);
         }
     }
     Ok(ips)
@@ -234,13 +227,9 @@ async fn firewall(
         };
         return (Vec::new(), Some(why.into()));
     };
-    let run = smol::unblock(move || {
-        std::process::Command::new(nft)
-            .args(["-j", "list", "ruleset"])
-            .output()
-    });
+    let run = super::child::run(&nft, &["-j", "list", "ruleset"], MAX_NFT_OUTPUT);
     let output = match with_timeout(NFT_TIMEOUT, "nft", run).await {
-        Ok(output) if output.status.success() => output,
+        Ok(output) if output.success() => output,
         Ok(output) => {
             let err = String::from_utf8_lossy(&output.stderr).trim().to_string();
             return (
@@ -406,18 +395,25 @@ async fn relay_through(
     result.map_err(|err| io::Error::new(err.kind(), format!("logged in, but {err}")))
 }
 
+/// `HOST:PORT` (as `--check-stun-server` validated it) split in two.
+fn split_host_port(text: &str) -> Option<(&str, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    Some((host, port.parse().ok()?))
+}
+
 /// One STUN binding request (resent on loss) to `addr`; the mapped address it reports.
 /// Our public IPv4 address as the outside STUN server `HOST:PORT` sees it.
 async fn outside_stun(server: &str) -> Result<SocketAddr, String> {
-    let owned = server.to_string();
-    let lookup = smol::unblock(move || {
-        owned
-            .to_socket_addrs()
-            .map(|addrs| addrs.filter(SocketAddr::is_ipv4).collect::<Vec<_>>())
-    });
-    let addrs = with_timeout(DNS_TIMEOUT, "resolving the STUN server", lookup)
-        .await
-        .map_err(|err| err.to_string())?;
+    let (host, port) =
+        split_host_port(server).ok_or_else(|| format!("{server}: expected HOST:PORT"))?;
+    let addrs = with_timeout(
+        DNS_TIMEOUT,
+        "resolving the STUN server",
+        super::dns::resolve(host, port),
+    )
+    .await
+    .map_err(|err| err.to_string())?;
+    let addrs: Vec<SocketAddr> = addrs.into_iter().filter(SocketAddr::is_ipv4).collect();
     let addr = addrs
         .first()
         .copied()

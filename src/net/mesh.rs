@@ -178,7 +178,7 @@ async fn connect(server: &Server, spec: &MeshPeer) -> io::Result<Client> {
     let host = spec.dial_host.clone();
     let port = spec.port;
     let addrs: Vec<SocketAddr> =
-        with_deadline(RESOLVE_TIMEOUT, smol::net::resolve((host.as_str(), port))).await?;
+        with_deadline(RESOLVE_TIMEOUT, super::dns::resolve(&host, port)).await?;
     let addr = addrs
         .first()
         .copied()

@@ -18,6 +18,7 @@
     )
 )]
 
+pub mod dns;
 pub mod frame;
 pub mod handshake;
 pub mod http;
