@@ -34,7 +34,9 @@ import hashlib
 import os
 import stat
 import struct
+import subprocess
 import sys
+import tempfile
 import zlib
 
 T_INT, T_INT32, T_INT64 = 0x10000000, 0x20000000, 0x30000000
@@ -211,7 +213,16 @@ def block(kind, payload):
     return raw + b"\0" * ((-len(raw)) % BLOCK_ALIGN)
 
 
-def deflate(container):
+def deflate(container, zopfli=False):
+    """The ADB deflate container: raw deflate of the whole container, by zlib at level 9 or
+    by the zopfli CLI (the same format, about 4 % smaller; openwrt/package.sh uses it)."""
+    if zopfli:
+        with tempfile.NamedTemporaryFile() as tmp:
+            tmp.write(container)
+            tmp.flush()
+            stream = subprocess.run(["zopfli", "--deflate", "-c", tmp.name],
+                                    check=True, capture_output=True).stdout
+        return b"ADBd" + stream
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
     return b"ADBd" + c.compress(container) + c.flush()
 
@@ -223,6 +234,8 @@ def main(argv):
     ap.add_argument("--files", "-F", required=True)
     ap.add_argument("--output", "-o", required=True)
     ap.add_argument("--compression", choices=["deflate", "none"], default="deflate")
+    ap.add_argument("--zopfli", action="store_true",
+                    help="deflate with the zopfli CLI instead of zlib (smaller, same format)")
     args = ap.parse_args(argv)
     info = {}
     for item in args.info:
@@ -242,7 +255,7 @@ def main(argv):
             scripts[key] = f.read()
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
     container = build(info, scripts, args.files, mtime)
-    data = deflate(container) if args.compression == "deflate" else container
+    data = deflate(container, args.zopfli) if args.compression == "deflate" else container
     with open(args.output, "wb") as f:
         f.write(data)
     return 0

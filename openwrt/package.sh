@@ -39,6 +39,22 @@ CONFFILES="/etc/config/tinyderp
 
 die() { printf 'package.sh: error: %s\n' "$*" >&2; exit 1; }
 
+# zopfli writes deflate streams (gzip for the .ipk, raw for the .apk) that every inflater
+# reads, about 4 % smaller than gzip -9 (mips_24kc .ipk 523,912 -> 503,330 bytes of binary
+# alone): flash and download size on the router. Installed from Debian when missing
+# (TINYDERP_NO_INSTALL=1: fail instead).
+need_zopfli() {
+	command -v zopfli >/dev/null && return 0
+	[ "${TINYDERP_NO_INSTALL:-0}" = 1 ] && die "zopfli is missing (apt-get install zopfli)"
+	local sudo=
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq zopfli >/dev/null ||
+		{ $sudo apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq zopfli >/dev/null; } ||
+		die "cannot install zopfli (apt-get install zopfli)"
+	command -v zopfli >/dev/null || die "zopfli not found after installing it"
+}
+need_zopfli
+
 crate_version() {
 	sed -n 's/^version *= *"\([^"]*\)".*/\1/p' "$root/Cargo.toml" | head -n1
 }
@@ -69,12 +85,14 @@ stage_tree() {
 	chmod 0644 "$dest/lib/upgrade/keep.d/$PKG_NAME"
 }
 
-# GNU tar with ipkg-build's flags, gzip without name or time.
+# GNU tar with ipkg-build's flags, gzip (by zopfli: no name, time 0) of it.
 tar_gz() {
 	local dir=$1 out=$2
 	shift 2
 	(cd "$dir" && tar --format=gnu --numeric-owner --owner=0 --group=0 --sort=name \
-		--mtime="@$SOURCE_DATE_EPOCH" -cf - "$@") | gzip -n -9 >"$out"
+		--mtime="@$SOURCE_DATE_EPOCH" -cf - "$@") >"$out.tar"
+	zopfli --gzip -c "$out.tar" >"$out"
+	rm -f "$out.tar"
 }
 
 build_ipk() {
@@ -162,7 +180,7 @@ build_apk() {
 		'default_prerm' >"$scripts/pre-deinstall"
 
 	out=$dist/$arch/$PKG_NAME-$version.apk
-	python3 "$here/apk3.py" \
+	python3 "$here/apk3.py" --zopfli \
 		--info "name:$PKG_NAME" \
 		--info "version:$version" \
 		--info "description:$PKG_DESCRIPTION" \
@@ -245,7 +263,7 @@ build_luci() {
 	printf '#!/bin/sh\n%s\n' "$LUCI_POSTINST" >"$scripts/post-install"
 	cp "$scripts/post-install" "$scripts/post-upgrade"
 	out=$dist/$LUCI_NAME-$version.apk
-	python3 "$here/apk3.py" \
+	python3 "$here/apk3.py" --zopfli \
 		--info "name:$LUCI_NAME" \
 		--info "version:$version" \
 		--info "description:$LUCI_DESCRIPTION" \
