@@ -26,9 +26,9 @@
 #   TINYDERP_NO_INSTALL=1  do not run apt-get/pip (the tools must already be there)
 #   TINYDERP_PLAIN=1    build without cross/size-config.toml's panic/location flags
 #   TINYDERP_CROSS_TARGET  cargo target dir (default $TINYDERP_CACHE/cross-target)
-#   TINYDERP_FEATURES   cargo features added to the router build, which has no default
-#                       features but port-mapping (e.g. TINYDERP_FEATURES=tls-client; costs
-#                       in docs/building.md; port-mapping itself is 45,168 bytes on mips_24kc)
+#   TINYDERP_FEATURES   cargo features for the router build, which has none of the default
+#                       features (e.g. TINYDERP_FEATURES=port-mapping,tls-client; what each
+#                       costs on mips_24kc is in docs/building.md, "Optional features")
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -119,10 +119,10 @@ build_one() {
 	# appends these after its own -fPIC, so they win.
 	local cflags_var
 	cflags_var=CFLAGS_$(printf '%s' "$rust_target" | tr '-' '_')
-	# No default features: tls-client (check's login probe, the mesh dialer) is a host default
-	# that routers leave out unless TINYDERP_FEATURES asks for it.
-	# port-mapping (PCP, NAT-PMP, UPnP IGD for a double NAT) is in every router build.
-	local features=(--no-default-features --features "port-mapping${TINYDERP_FEATURES:+,$TINYDERP_FEATURES}")
+	# No default features: tls-client (check's login probe, the mesh dialer) and port-mapping
+	# (PCP, NAT-PMP, UPnP IGD for a double NAT) are host defaults that routers leave out to
+	# fit 1 MiB on MIPS, unless TINYDERP_FEATURES asks for them.
+	local features=(--no-default-features ${TINYDERP_FEATURES:+--features "$TINYDERP_FEATURES"})
 	(cd "$root" && env "$cflags_var=${C_SIZE_FLAGS}" \
 		/usr/bin/cargo zigbuild "${cfg[@]}" --locked --release --target "$rust_target" \
 		"${features[@]}" --bin tinyderp)

@@ -469,7 +469,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: DefaultValue::Literal("0"),
         valid: Some("1"),
         feature: Some("port-mapping"),
-        summary: "'1' asks the router in front (double NAT) to forward the DERP and STUN ports with PCP, NAT-PMP or UPnP IGD, renews the mappings and removes them on stop.",
+        summary: "'1' asks the router in front (double NAT) to forward the DERP and STUN ports with PCP, NAT-PMP or UPnP IGD, renews the mappings and removes them on stop. Needs a build with port mapping (the router packages leave it out to save flash).",
         ..opt("--port-mapping", Kind::Switch, "bool")
     },
     OptionSpec {

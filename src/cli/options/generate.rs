@@ -288,7 +288,11 @@ pub fn docs() -> String {
             let _ = writeln!(out, "Used together with {}.", with.join(" and "));
         }
         if let Some(feature) = spec.feature {
-            let _ = writeln!(out, "Needs a build with the `{feature}` cargo feature.");
+            let _ = writeln!(
+                out,
+                "Needs a build with the `{feature}` cargo feature, which the router packages \
+                 leave out to save flash ([building.md](building.md#optional-features))."
+            );
         }
     }
     out.push_str(

@@ -62,7 +62,7 @@ return baseclass.extend({
 		{ name: "mesh_with", kind: "list", datatype: "string", default: null, group: "advanced", summary: _("Other relays of the region to dial, in derper syntax (repeatable, comma-separated host[:port], host/dialhost); this server's own name is skipped.") },
 		{ name: "mesh_pin", kind: "list", datatype: "string", default: null, group: "advanced", summary: _("Trust a mesh_with relay by its certificate pin (host=sha256-raw:HEX, repeatable) instead of the system CA roots; needed for self-signed peers.") },
 		{ name: "log_level", kind: "value", datatype: "or(\"error\",\"warn\",\"info\",\"debug\",\"trace\")", default: "info", group: "advanced", summary: _("Log verbosity: error, warn, info, debug or trace.") },
-		{ name: "port_mapping", kind: "switch", datatype: "bool", default: "0", group: "advanced", summary: _("'1' asks the router in front (double NAT) to forward the DERP and STUN ports with PCP, NAT-PMP or UPnP IGD, renews the mappings and removes them on stop.") },
+		{ name: "port_mapping", kind: "switch", datatype: "bool", default: "0", group: "advanced", summary: _("'1' asks the router in front (double NAT) to forward the DERP and STUN ports with PCP, NAT-PMP or UPnP IGD, renews the mappings and removes them on stop. Needs a build with port mapping (the router packages leave it out to save flash).") },
 		{ name: "check_stun_server", kind: "value", datatype: "string", default: null, group: "advanced", summary: _("A STUN server on the internet (HOST:PORT) that tinyderp check and the reachability watch ask for this line's public address.") }
 	]
 });
