@@ -106,16 +106,25 @@ pub(crate) fn prepare(config: Config) -> Result<Arc<Server>, RunError> {
     }))
 }
 
+/// How many CPUs this process may run on (its affinity mask; 1 when unknown). Not
+/// `std::thread::available_parallelism`, whose cgroup quota reader costs flash and has
+/// nothing to read on a router.
+fn cpus_allowed() -> usize {
+    let Ok(set) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
+        return 1;
+    };
+    (0..nix::sched::CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .count()
+}
+
 /// Runs the server until SIGTERM or SIGINT: binds every listener, serves, and on a stop
 /// signal sends Restarting to every client, stops accepting and returns.
 pub fn run(config: Config) -> Result<(), RunError> {
     listen::raise_fd_limit();
     let server = prepare(config)?;
     let ex = Arc::new(smol::Executor::new());
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, MAX_EXECUTOR_THREADS);
+    let threads = cpus_allowed().clamp(1, MAX_EXECUTOR_THREADS);
     let (stop_threads, threads_stopped) = smol::channel::unbounded::<()>();
     let mut workers = Vec::new();
     for index in 1..threads {
@@ -298,5 +307,43 @@ fn describe(actual: &Option<SocketAddr>, configured: SocketAddr) -> String {
         Some(addr) if *addr != configured => format!("{addr} (configured {configured})"),
         Some(addr) => addr.to_string(),
         None => configured.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The affinity count agrees with the kernel's own list in /proc/self/status
+    /// (`Cpus_allowed_list: 0-3,6`), and narrows when the mask does.
+    #[test]
+    fn cpus_allowed_counts_the_affinity_mask() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let list = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim();
+        let mut want = 0;
+        for part in list.split(',') {
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            want += hi.parse::<usize>().unwrap() - lo.parse::<usize>().unwrap() + 1;
+        }
+        assert_eq!(super::cpus_allowed(), want);
+        // On a thread pinned to one CPU the count is 1.
+        std::thread::spawn(|| {
+            let mut one = nix::sched::CpuSet::new();
+            let first = (0..nix::sched::CpuSet::count())
+                .find(|&cpu| {
+                    nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+                        .unwrap()
+                        .is_set(cpu)
+                        .unwrap()
+                })
+                .unwrap();
+            one.set(first).unwrap();
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one).unwrap();
+            assert_eq!(super::cpus_allowed(), 1);
+        })
+        .join()
+        .unwrap();
     }
 }
