@@ -21,6 +21,7 @@
 pub mod frame;
 pub mod handshake;
 pub mod http;
+pub mod json;
 pub mod key;
 #[cfg(test)]
 mod noise;
