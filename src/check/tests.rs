@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use super::addr::{default_gateway_v4, default_route_v4, default_route_v6};
 use super::firewall::{judge, Packet};
 use super::*;
+use crate::proto::json;
 
 const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const OLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 99);
@@ -295,12 +296,17 @@ fn changes_are_listed_once() {
     assert!(changes[0].starts_with("check derp: FAIL"));
 }
 
-fn fixture(name: &str) -> serde_json::Value {
+fn fixture(name: &str) -> json::Value {
     let text = match name {
         "closed" => include_str!("testdata/fw4-closed.json"),
         _ => include_str!("testdata/fw4-open.json"),
     };
-    serde_json::from_str(text).unwrap()
+    json::parse(text.as_bytes()).unwrap()
+}
+
+/// A ruleset written with serde_json's `json!`, read as the probe reads nft's output.
+fn tree(value: serde_json::Value) -> json::Value {
+    json::parse(value.to_string().as_bytes()).unwrap()
 }
 
 fn packet(iif: &str, proto: Proto, dport: u16, v6: bool) -> Packet {
@@ -371,14 +377,14 @@ fn fw4_ruleset_with_the_rules_opens_the_ports() {
 
 #[test]
 fn no_input_chain_means_no_filter() {
-    let empty = serde_json::json!({"nftables": [{"metainfo": {}}]});
+    let empty = tree(serde_json::json!({"nftables": [{"metainfo": {}}]}));
     assert_eq!(
         judge(&empty, &packet("wan0", Proto::Tcp, 8443, false)),
         None
     );
     assert_eq!(
         judge(
-            &serde_json::json!({}),
+            &tree(serde_json::json!({})),
             &packet("wan0", Proto::Tcp, 1, false)
         ),
         None
@@ -387,13 +393,13 @@ fn no_input_chain_means_no_filter() {
 
 #[test]
 fn unknown_matches_make_the_answer_uncertain() {
-    let ruleset = serde_json::json!({"nftables": [
+    let ruleset = tree(serde_json::json!({"nftables": [
         {"chain": {"family": "ip", "table": "t", "name": "in", "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
         {"rule": {"family": "ip", "table": "t", "chain": "in", "expr": [
             {"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 7}},
             {"drop": null}
         ]}}
-    ]});
+    ]}));
     let verdict = judge(&ruleset, &packet("wan0", Proto::Tcp, 8443, false)).unwrap();
     assert!(verdict.accepted);
     assert!(verdict.uncertain);
