@@ -283,6 +283,82 @@ fn json_has_status_exit_and_steps() {
         .contains("DDNS"));
 }
 
+/// The JSON report byte for byte as serde_json's derive wrote it before proto/json.rs
+/// (rename_all lowercase for the status, the report flattened next to status and exit).
+#[test]
+fn json_report_is_what_serde_json_wrote() {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    enum SerdeStatus {
+        Skip,
+        Ok,
+        Warn,
+        Fail,
+    }
+    #[derive(serde::Serialize)]
+    struct SerdeStep<'a> {
+        step: &'a str,
+        status: SerdeStatus,
+        detail: &'a str,
+        action: Option<&'a str>,
+    }
+    #[derive(serde::Serialize)]
+    struct SerdeReport<'a> {
+        hostname: &'a str,
+        derp_port: u16,
+        stun_port: Option<u16>,
+        steps: Vec<SerdeStep<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Whole<'a> {
+        #[serde(flatten)]
+        report: SerdeReport<'a>,
+        status: SerdeStatus,
+        exit: u8,
+    }
+    let status = |status: Status| match status {
+        Status::Skip => SerdeStatus::Skip,
+        Status::Ok => SerdeStatus::Ok,
+        Status::Warn => SerdeStatus::Warn,
+        Status::Fail => SerdeStatus::Fail,
+    };
+    let mut obs = healthy(&[ip4(OLD)], wan(&[PUBLIC], &[]));
+    obs.derp[0].1 = DerpProbe::Unreachable("timed \"out\"\n\u{1}\u{e9}".into());
+    let mut reports = vec![
+        evaluate(&obs),
+        evaluate(&healthy(&[ip4(PUBLIC)], wan(&[PUBLIC], &[]))),
+    ];
+    let mut no_stun = reports[1].clone();
+    no_stun.stun_port = None;
+    no_stun.steps.clear();
+    reports.push(no_stun);
+    for report in &reports {
+        let whole = Whole {
+            report: SerdeReport {
+                hostname: &report.hostname,
+                derp_port: report.derp_port,
+                stun_port: report.stun_port,
+                steps: report
+                    .steps
+                    .iter()
+                    .map(|step| SerdeStep {
+                        step: step.step,
+                        status: status(step.status),
+                        detail: &step.detail,
+                        action: step.action.as_deref(),
+                    })
+                    .collect(),
+            },
+            status: status(report.overall()),
+            exit: report.exit_code(),
+        };
+        assert_eq!(
+            report.render_json(),
+            serde_json::to_string_pretty(&whole).unwrap()
+        );
+    }
+}
+
 #[test]
 fn changes_are_listed_once() {
     let first = evaluate(&healthy(&[ip4(PUBLIC)], wan(&[PUBLIC], &[])));

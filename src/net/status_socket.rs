@@ -322,3 +322,146 @@ fn status_json(server: &Server) -> String {
     };
     json::to_string(&whole.to_json())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/status.json` byte for byte as serde_json's derive wrote it before proto/json.rs
+    /// (LuCI reads it).
+    #[test]
+    fn status_json_is_what_serde_json_wrote() {
+        #[derive(serde::Serialize)]
+        struct Status<'a> {
+            varz: &'a str,
+            refused_keys: Refused<'a>,
+            mesh: Mesh<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct Refused<'a> {
+            learn: bool,
+            bound: usize,
+            forgotten: u64,
+            keys: Vec<Key<'a>>,
+        }
+        #[derive(serde::Serialize)]
+        struct Key<'a> {
+            key: &'a str,
+            address: &'a str,
+            reason: &'a str,
+            last_seen: u64,
+            last_seen_ago: u64,
+            count: u64,
+        }
+        #[derive(serde::Serialize)]
+        struct Mesh<'a> {
+            key_configured: bool,
+            clients: Vec<Client<'a>>,
+            clients_total: usize,
+            peers: Vec<Peer<'a>>,
+        }
+        #[derive(serde::Serialize)]
+        struct Client<'a> {
+            key: &'a str,
+            address: &'a str,
+            connected_seconds: u64,
+            watching: bool,
+        }
+        #[derive(serde::Serialize)]
+        struct Peer<'a> {
+            peer: &'a str,
+            connected: bool,
+            since_seconds: u64,
+            last_error: Option<&'a str>,
+            clients_learned: usize,
+        }
+        let ours = StatusJson {
+            varz: String::from("# HELP derp_accepts_total x\nderp_accepts_total 3\n\"q\"\t"),
+            refused_keys: RefusedJson {
+                learn: true,
+                bound: 64,
+                forgotten: u64::MAX,
+                keys: vec![RefusedKeyJson {
+                    key: String::from("nodekey:00ff"),
+                    address: String::from("192.0.2.1"),
+                    reason: "not_allowed",
+                    last_seen: 1_800_000_000,
+                    last_seen_ago: 0,
+                    count: 7,
+                }],
+            },
+            mesh: MeshJson {
+                key_configured: false,
+                clients: vec![MeshClientJson {
+                    key: String::from("nodekey:11"),
+                    address: String::new(),
+                    connected_seconds: 12,
+                    watching: true,
+                }],
+                clients_total: 40,
+                peers: vec![
+                    MeshPeerJson {
+                        peer: String::from("b.example:443"),
+                        connected: true,
+                        since_seconds: 5,
+                        last_error: None,
+                        clients_learned: 2,
+                    },
+                    MeshPeerJson {
+                        peer: String::from("c.example:443"),
+                        connected: false,
+                        since_seconds: 0,
+                        last_error: Some(String::from("tls: \u{e9}\u{7}")),
+                        clients_learned: 0,
+                    },
+                ],
+            },
+        };
+        let theirs = Status {
+            varz: &ours.varz,
+            refused_keys: Refused {
+                learn: true,
+                bound: 64,
+                forgotten: u64::MAX,
+                keys: vec![Key {
+                    key: "nodekey:00ff",
+                    address: "192.0.2.1",
+                    reason: "not_allowed",
+                    last_seen: 1_800_000_000,
+                    last_seen_ago: 0,
+                    count: 7,
+                }],
+            },
+            mesh: Mesh {
+                key_configured: false,
+                clients: vec![Client {
+                    key: "nodekey:11",
+                    address: "",
+                    connected_seconds: 12,
+                    watching: true,
+                }],
+                clients_total: 40,
+                peers: vec![
+                    Peer {
+                        peer: "b.example:443",
+                        connected: true,
+                        since_seconds: 5,
+                        last_error: None,
+                        clients_learned: 2,
+                    },
+                    Peer {
+                        peer: "c.example:443",
+                        connected: false,
+                        since_seconds: 0,
+                        last_error: Some("tls: \u{e9}\u{7}"),
+                        clients_learned: 0,
+                    },
+                ],
+            },
+        };
+        assert_eq!(
+            json::to_string(&ours.to_json()),
+            serde_json::to_string(&theirs).unwrap()
+        );
+    }
+}
