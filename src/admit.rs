@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use crate::proto::json;
 use crate::proto::key::PublicKey;
 
 /// tailscaled's LocalAPI socket on Linux (upstream's default).
@@ -312,7 +313,10 @@ pub fn whois_request(key: &PublicKey) -> Vec<u8> {
 /// (upstream's `DERPAdmitClientRequest`; `Source` is empty when unknown).
 pub fn admission_request(url: &AdmissionUrl, key: &PublicKey, source: Option<IpAddr>) -> Vec<u8> {
     let source = source.map(|ip| ip.to_string()).unwrap_or_default();
-    let body = serde_json::json!({ "NodePublic": key.to_string(), "Source": source }).to_string();
+    let body = json::to_string(&json::Value::object([
+        ("NodePublic", key.to_string().into()),
+        ("Source", source.into()),
+    ]));
     format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: tinyderp\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         url.target,
@@ -414,7 +418,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>, String> {
 /// tailscaled's answer to whois: 200 with JSON admits; 404 means "not a peer of mine".
 pub fn whois_verdict(response: &Response) -> Result<(), Refusal> {
     match response.status {
-        200 => match serde_json::from_slice::<serde::de::IgnoredAny>(&response.body) {
+        200 => match json::check(&response.body) {
             Ok(_) => Ok(()),
             Err(err) => Err(Refusal::new(
                 "tailscaled_error",
@@ -455,22 +459,15 @@ pub fn admission_verdict(response: &Response) -> Result<(), Refusal> {
         .body
         .get(..MAX_ADMISSION_BODY)
         .unwrap_or(&response.body);
-    let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|err| {
-            Refusal::new(
-                "url_bad_answer",
-                format!("admission controller sent unreadable JSON: {err}"),
-            )
-        })?;
+    let object = json::parse_object(body).map_err(|err| {
+        Refusal::new(
+            "url_bad_answer",
+            format!("admission controller sent unreadable JSON: {err}"),
+        )
+    })?;
     let allow = object
-        .get("Allow")
-        .or_else(|| {
-            object
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case("allow"))
-                .map(|(_, value)| value)
-        })
-        .and_then(serde_json::Value::as_bool)
+        .get_ignore_ascii_case("Allow")
+        .and_then(json::Value::as_bool)
         .unwrap_or(false);
     if allow {
         Ok(())

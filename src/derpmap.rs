@@ -6,15 +6,14 @@
 //! headscale through `derp.urls`. Field names and meanings follow upstream
 //! `tailcfg.DERPMap` / `DERPRegion` / `DERPNode` (docs/protocol.md §7).
 //!
-//! JSON is produced with serde_json from structs whose field order is the output order.
+//! JSON is written with proto/json.rs from values built in upstream's field order.
 //! YAML is written by hand (there is no YAML dependency) with every string value
 //! double-quoted using JSON string escaping, which YAML's double-quoted style accepts.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use serde::Serialize;
+use crate::proto::json::{self, Object, Value};
 
 /// STUNPort value that tells clients this node runs no STUN server.
 pub const STUN_PORT_OFF: i32 = -1;
@@ -51,47 +50,68 @@ impl DerpMapParams {
     }
 }
 
-/// One `tailcfg.DERPNode`, in upstream's field order.
-#[derive(Serialize)]
+/// One `tailcfg.DERPNode`, written in upstream's field order (`None` fields left out).
 struct NodeJson<'a> {
-    #[serde(rename = "Name")]
     name: &'a str,
-    #[serde(rename = "RegionID")]
     region_id: u16,
-    #[serde(rename = "HostName")]
     host_name: &'a str,
-    #[serde(rename = "CertName", skip_serializing_if = "Option::is_none")]
     cert_name: Option<&'a str>,
-    #[serde(rename = "IPv4", skip_serializing_if = "Option::is_none")]
     ipv4: Option<String>,
-    #[serde(rename = "IPv6", skip_serializing_if = "Option::is_none")]
     ipv6: Option<String>,
-    #[serde(rename = "STUNPort")]
     stun_port: i32,
-    #[serde(rename = "DERPPort")]
     derp_port: u16,
-    #[serde(rename = "InsecureForTests", skip_serializing_if = "Option::is_none")]
     insecure_for_tests: Option<bool>,
 }
 
-/// One `tailcfg.DERPRegion`, in upstream's field order.
-#[derive(Serialize)]
-struct RegionJson<'a> {
-    #[serde(rename = "RegionID")]
-    region_id: u16,
-    #[serde(rename = "RegionCode")]
-    region_code: &'a str,
-    #[serde(rename = "RegionName")]
-    region_name: &'a str,
-    #[serde(rename = "Nodes")]
-    nodes: [NodeJson<'a>; 1],
+impl NodeJson<'_> {
+    fn to_json(&self) -> Value {
+        let mut members = vec![
+            (String::from("Name"), Value::from(self.name)),
+            (
+                String::from("RegionID"),
+                Value::from(u64::from(self.region_id)),
+            ),
+            (String::from("HostName"), Value::from(self.host_name)),
+        ];
+        let optional = [
+            ("CertName", self.cert_name.map(Value::from)),
+            ("IPv4", self.ipv4.clone().map(Value::from)),
+            ("IPv6", self.ipv6.clone().map(Value::from)),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                members.push((String::from(name), value));
+            }
+        }
+        members.push((
+            String::from("STUNPort"),
+            Value::from(i64::from(self.stun_port)),
+        ));
+        members.push((
+            String::from("DERPPort"),
+            Value::from(u64::from(self.derp_port)),
+        ));
+        if let Some(insecure) = self.insecure_for_tests {
+            members.push((String::from("InsecureForTests"), Value::from(insecure)));
+        }
+        Value::Object(Object(members))
+    }
 }
 
-/// A `tailcfg.DERPMap` holding only our region (keyed by the decimal region id).
-#[derive(Serialize)]
-struct DerpMapJson<'a> {
-    #[serde(rename = "Regions")]
-    regions: BTreeMap<String, RegionJson<'a>>,
+/// A `tailcfg.DERPMap` holding one region (keyed by the decimal region id), with `nodes`,
+/// in upstream's field order.
+fn map_json(params: &DerpMapParams, nodes: &[NodeJson<'_>]) -> Value {
+    let region = Value::object([
+        ("RegionID", Value::from(u64::from(params.region_id))),
+        ("RegionCode", Value::from(params.region_code.as_str())),
+        ("RegionName", Value::from(params.region_name.as_str())),
+        (
+            "Nodes",
+            Value::Array(nodes.iter().map(NodeJson::to_json).collect()),
+        ),
+    ]);
+    let regions = Object(vec![(params.region_id.to_string(), region)]);
+    Value::object([("Regions", Value::Object(regions))])
 }
 
 /// How clients are told to trust the self-signed certificate.
@@ -109,7 +129,7 @@ impl<'a> Trust<'a> {
     }
 }
 
-fn build_map<'a>(params: &'a DerpMapParams, trust: Trust<'a>) -> DerpMapJson<'a> {
+fn build_map(params: &DerpMapParams, trust: Trust<'_>) -> Value {
     let (cert_name, insecure_for_tests) = match trust {
         Trust::Pin(pin) => (Some(pin), None),
         Trust::Insecure => (None, Some(true)),
@@ -125,22 +145,12 @@ fn build_map<'a>(params: &'a DerpMapParams, trust: Trust<'a>) -> DerpMapJson<'a>
         derp_port: params.derp_port,
         insecure_for_tests,
     };
-    let region = RegionJson {
-        region_id: params.region_id,
-        region_code: &params.region_code,
-        region_name: &params.region_name,
-        nodes: [node],
-    };
-    let mut regions = BTreeMap::new();
-    regions.insert(params.region_id.to_string(), region);
-    DerpMapJson { regions }
+    map_json(params, &[node])
 }
 
-/// Pretty JSON of a value made only of strings, numbers, bools, maps and arrays.
-fn to_pretty_json<T: Serialize>(value: &T) -> String {
-    // Serializing plain structs with string keys cannot fail; an empty document is the
-    // harmless fallback if it ever did.
-    serde_json::to_string_pretty(value).unwrap_or_default()
+/// Pretty JSON (two-space indent), as the policy file and headscale docs show it.
+fn to_pretty_json(value: &Value) -> String {
+    json::to_string_pretty(value)
 }
 
 /// The `"derpMap": {...}` member to paste inside the top-level object of the Tailscale
@@ -162,7 +172,7 @@ pub fn headscale_json(params: &DerpMapParams, pin: Option<&str>) -> String {
 
 /// A YAML string scalar: double-quoted with JSON escaping, which YAML also understands.
 fn yaml_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\""))
+    json::quote(text)
 }
 
 /// A complete YAML file for headscale's `derp.paths`.
@@ -291,26 +301,6 @@ pub struct RegionPeer {
     pub pin: Option<String>,
 }
 
-/// A region with every node, in upstream's field order.
-#[derive(Serialize)]
-struct WholeRegionJson<'a> {
-    #[serde(rename = "RegionID")]
-    region_id: u16,
-    #[serde(rename = "RegionCode")]
-    region_code: &'a str,
-    #[serde(rename = "RegionName")]
-    region_name: &'a str,
-    #[serde(rename = "Nodes")]
-    nodes: Vec<NodeJson<'a>>,
-}
-
-/// A `tailcfg.DERPMap` holding the whole region.
-#[derive(Serialize)]
-struct WholeMapJson<'a> {
-    #[serde(rename = "Regions")]
-    regions: BTreeMap<String, WholeRegionJson<'a>>,
-}
-
 /// The whole region for the Tailscale policy file: this node and every mesh peer, nodes
 /// ordered by host name and named `<region id>a`, `<region id>b`, ... in that order, so
 /// every node of a region given the same lists prints the same snippet. This node keeps
@@ -340,7 +330,7 @@ pub fn render_region(
     let names: Vec<String> = (0..nodes.len())
         .map(|index| node_letter_name(params.region_id, index))
         .collect();
-    let json_nodes = nodes
+    let json_nodes: Vec<NodeJson<'_>> = nodes
         .iter()
         .zip(names.iter())
         .map(|(&(host, port, pin, own), name)| NodeJson {
@@ -363,15 +353,7 @@ pub fn render_region(
             insecure_for_tests: None,
         })
         .collect();
-    let region = WholeRegionJson {
-        region_id: params.region_id,
-        region_code: &params.region_code,
-        region_name: &params.region_name,
-        nodes: json_nodes,
-    };
-    let mut regions = BTreeMap::new();
-    regions.insert(params.region_id.to_string(), region);
-    let map = WholeMapJson { regions };
+    let map = map_json(params, &json_nodes);
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
+use crate::proto::json;
 use crate::proto::key::{parse_hex_32, SecretKey, KEY_LEN, PRIVATE_KEY_PREFIX};
 
 /// Largest key file we accept: derper's file is 85 bytes; anything this big is not a key file,
@@ -233,23 +234,16 @@ pub fn key_file_contents(secret: &SecretKey) -> String {
 
 /// Parses a key file's bytes. The error never includes any of the file's text.
 pub fn parse_key_file(bytes: &[u8]) -> Result<SecretKey, KeyFileProblem> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|err| KeyFileProblem::InvalidJson {
-            line: err.line(),
-            column: err.column(),
-        })?;
-    let serde_json::Value::Object(members) = value else {
+    let value = json::parse(bytes).map_err(|err| KeyFileProblem::InvalidJson {
+        line: err.line(),
+        column: err.column(),
+    })?;
+    let json::Value::Object(members) = value else {
         return Err(KeyFileProblem::NotAnObject);
     };
-    let member = members.get(PRIVATE_KEY_FIELD).or_else(|| {
-        members
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(PRIVATE_KEY_FIELD))
-            .map(|(_, value)| value)
-    });
-    let text = match member {
-        None | Some(serde_json::Value::Null) => return Err(KeyFileProblem::MissingKey),
-        Some(serde_json::Value::String(text)) => text,
+    let text = match members.get_ignore_ascii_case(PRIVATE_KEY_FIELD) {
+        None | Some(json::Value::Null) => return Err(KeyFileProblem::MissingKey),
+        Some(json::Value::String(text)) => text,
         Some(_) => return Err(KeyFileProblem::MalformedKey),
     };
     let hex = text

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use serde_json::Value;
+use crate::proto::json::Value;
 
 /// Nested jumps followed before giving up (nft itself allows 16).
 const MAX_JUMP_DEPTH: usize = 16;
@@ -218,10 +218,14 @@ impl Walk<'_> {
     fn rule(&mut self, key: ChainKey<'_>, exprs: &[Value], depth: usize) -> RuleEnd {
         let mut unknown = false;
         for expr in exprs {
-            let Some((kind, body)) = expr.as_object().and_then(|map| map.iter().next()) else {
+            // An expression is an object of one member (the first by name, if more).
+            let first = expr
+                .as_object()
+                .and_then(|map| map.sorted().into_iter().next());
+            let Some((kind, body)) = first else {
                 continue;
             };
-            match kind.as_str() {
+            match kind {
                 "match" => match self.matches(body) {
                     Tri::Yes => {}
                     Tri::No => return RuleEnd::Next,

@@ -15,7 +15,7 @@ mod tests;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use serde::Serialize;
+use crate::proto::json::{self, Value};
 
 pub use addr::{classify_v4, classify_v6, V4Class, V6Class};
 pub use firewall::{FirewallVerdict, Proto};
@@ -23,8 +23,7 @@ pub use portmap::{PortmapRecord, PortmapView};
 
 /// The outcome of one step. The order is the severity order (the worst step decides the
 /// exit status).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
     /// Nothing to check here (not OpenWrt, STUN off); does not change the exit status.
     Skip,
@@ -37,6 +36,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// The word in the JSON report.
+    pub fn json_word(self) -> &'static str {
+        match self {
+            Status::Skip => "skip",
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+
     /// The word printed in the text report.
     pub fn word(self) -> &'static str {
         match self {
@@ -56,7 +65,7 @@ pub const EXIT_SOME_WARN: u8 = 1;
 pub const EXIT_SOME_FAIL: u8 = 2;
 
 /// One checked fact: its name, outcome, what was seen, and what to do about it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
     /// Stable short name (`dns`, `records`, `wan-ipv4`, ...), for scripts.
     pub step: &'static str,
@@ -80,7 +89,7 @@ impl Step {
 }
 
 /// The result of one whole check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     /// The public name that was checked.
     pub hostname: String,
@@ -151,19 +160,26 @@ impl Report {
 
     /// Machine-readable report (`--json`): the report plus its overall status and exit code.
     pub fn render_json(&self) -> String {
-        #[derive(Serialize)]
-        struct Whole<'a> {
-            #[serde(flatten)]
-            report: &'a Report,
-            status: Status,
-            exit: u8,
-        }
-        serde_json::to_string_pretty(&Whole {
-            report: self,
-            status: self.overall(),
-            exit: self.exit_code(),
-        })
-        .unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+        let steps = self
+            .steps
+            .iter()
+            .map(|step| {
+                Value::object([
+                    ("step", Value::from(step.step)),
+                    ("status", Value::from(step.status.json_word())),
+                    ("detail", Value::from(step.detail.as_str())),
+                    ("action", Value::from(step.action.as_deref())),
+                ])
+            })
+            .collect();
+        json::to_string_pretty(&Value::object([
+            ("hostname", Value::from(self.hostname.as_str())),
+            ("derp_port", Value::from(u64::from(self.derp_port))),
+            ("stun_port", Value::from(self.stun_port.map(u64::from))),
+            ("steps", Value::Array(steps)),
+            ("status", Value::from(self.overall().json_word())),
+            ("exit", Value::from(u64::from(self.exit_code()))),
+        ]))
     }
 
     /// One line per changed step between two reports, for the server's log.

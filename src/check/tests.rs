@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use super::addr::{default_gateway_v4, default_route_v4, default_route_v6};
 use super::firewall::{judge, Packet};
 use super::*;
+use crate::proto::json;
 
 const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const OLD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 99);
@@ -282,6 +283,82 @@ fn json_has_status_exit_and_steps() {
         .contains("DDNS"));
 }
 
+/// The JSON report byte for byte as serde_json's derive wrote it before proto/json.rs
+/// (rename_all lowercase for the status, the report flattened next to status and exit).
+#[test]
+fn json_report_is_what_serde_json_wrote() {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    enum SerdeStatus {
+        Skip,
+        Ok,
+        Warn,
+        Fail,
+    }
+    #[derive(serde::Serialize)]
+    struct SerdeStep<'a> {
+        step: &'a str,
+        status: SerdeStatus,
+        detail: &'a str,
+        action: Option<&'a str>,
+    }
+    #[derive(serde::Serialize)]
+    struct SerdeReport<'a> {
+        hostname: &'a str,
+        derp_port: u16,
+        stun_port: Option<u16>,
+        steps: Vec<SerdeStep<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Whole<'a> {
+        #[serde(flatten)]
+        report: SerdeReport<'a>,
+        status: SerdeStatus,
+        exit: u8,
+    }
+    let status = |status: Status| match status {
+        Status::Skip => SerdeStatus::Skip,
+        Status::Ok => SerdeStatus::Ok,
+        Status::Warn => SerdeStatus::Warn,
+        Status::Fail => SerdeStatus::Fail,
+    };
+    let mut obs = healthy(&[ip4(OLD)], wan(&[PUBLIC], &[]));
+    obs.derp[0].1 = DerpProbe::Unreachable("timed \"out\"\n\u{1}\u{e9}".into());
+    let mut reports = vec![
+        evaluate(&obs),
+        evaluate(&healthy(&[ip4(PUBLIC)], wan(&[PUBLIC], &[]))),
+    ];
+    let mut no_stun = reports[1].clone();
+    no_stun.stun_port = None;
+    no_stun.steps.clear();
+    reports.push(no_stun);
+    for report in &reports {
+        let whole = Whole {
+            report: SerdeReport {
+                hostname: &report.hostname,
+                derp_port: report.derp_port,
+                stun_port: report.stun_port,
+                steps: report
+                    .steps
+                    .iter()
+                    .map(|step| SerdeStep {
+                        step: step.step,
+                        status: status(step.status),
+                        detail: &step.detail,
+                        action: step.action.as_deref(),
+                    })
+                    .collect(),
+            },
+            status: status(report.overall()),
+            exit: report.exit_code(),
+        };
+        assert_eq!(
+            report.render_json(),
+            serde_json::to_string_pretty(&whole).unwrap()
+        );
+    }
+}
+
 #[test]
 fn changes_are_listed_once() {
     let first = evaluate(&healthy(&[ip4(PUBLIC)], wan(&[PUBLIC], &[])));
@@ -295,12 +372,17 @@ fn changes_are_listed_once() {
     assert!(changes[0].starts_with("check derp: FAIL"));
 }
 
-fn fixture(name: &str) -> serde_json::Value {
+fn fixture(name: &str) -> json::Value {
     let text = match name {
         "closed" => include_str!("testdata/fw4-closed.json"),
         _ => include_str!("testdata/fw4-open.json"),
     };
-    serde_json::from_str(text).unwrap()
+    json::parse(text.as_bytes()).unwrap()
+}
+
+/// A ruleset written with serde_json's `json!`, read as the probe reads nft's output.
+fn tree(value: serde_json::Value) -> json::Value {
+    json::parse(value.to_string().as_bytes()).unwrap()
 }
 
 fn packet(iif: &str, proto: Proto, dport: u16, v6: bool) -> Packet {
@@ -371,14 +453,14 @@ fn fw4_ruleset_with_the_rules_opens_the_ports() {
 
 #[test]
 fn no_input_chain_means_no_filter() {
-    let empty = serde_json::json!({"nftables": [{"metainfo": {}}]});
+    let empty = tree(serde_json::json!({"nftables": [{"metainfo": {}}]}));
     assert_eq!(
         judge(&empty, &packet("wan0", Proto::Tcp, 8443, false)),
         None
     );
     assert_eq!(
         judge(
-            &serde_json::json!({}),
+            &tree(serde_json::json!({})),
             &packet("wan0", Proto::Tcp, 1, false)
         ),
         None
@@ -387,13 +469,13 @@ fn no_input_chain_means_no_filter() {
 
 #[test]
 fn unknown_matches_make_the_answer_uncertain() {
-    let ruleset = serde_json::json!({"nftables": [
+    let ruleset = tree(serde_json::json!({"nftables": [
         {"chain": {"family": "ip", "table": "t", "name": "in", "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
         {"rule": {"family": "ip", "table": "t", "chain": "in", "expr": [
             {"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 7}},
             {"drop": null}
         ]}}
-    ]});
+    ]}));
     let verdict = judge(&ruleset, &packet("wan0", Proto::Tcp, 8443, false)).unwrap();
     assert!(verdict.accepted);
     assert!(verdict.uncertain);

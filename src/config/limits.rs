@@ -9,6 +9,7 @@ use super::error::{Bound, ConfigError, Rule, Want};
 use super::values::{given, not_a, parse_bytes_flag, parse_decimal};
 use super::{ACCEPT_TOKENS_PER_CONN, MAX_ACCEPT_RATE, MAX_MAX_CLIENTS};
 use crate::cli::Flags;
+use crate::proto::json;
 use crate::relay::MIN_BYTE_BURST;
 
 /// A byte rate with its burst, both in bytes.
@@ -76,14 +77,12 @@ impl std::error::Error for RateConfigError {}
 /// "PerClientRateBurstBytes": N}`, both optional (keys matched case-insensitively, as
 /// Go does). Rate 0 or absent means no limit; the burst is raised to [`MIN_BYTE_BURST`].
 pub fn parse_rate_config(text: &str) -> Result<Option<ByteRate>, RateConfigError> {
-    // from_slice, not from_str: the same result (the text is UTF-8 already), and the one
-    // deserializer instance every other JSON reader uses (from_str links a second, ~8 KB).
-    let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(text.as_bytes())
-            .map_err(|err| RateConfigError::NotJson(err.to_string()))?;
+    let object = json::parse_object(text.as_bytes())
+        .map_err(|err| RateConfigError::NotJson(err.to_string()))?;
     let mut rate = 0u64;
     let mut burst = 0u64;
-    for (name, value) in &object {
+    // In name order, one value per name (the last), as the serde_json map this replaced.
+    for (name, value) in object.sorted() {
         let slot = if name.eq_ignore_ascii_case("PerClientRateLimitBytesPerSec") {
             &mut rate
         } else if name.eq_ignore_ascii_case("PerClientRateBurstBytes") {
@@ -92,7 +91,7 @@ pub fn parse_rate_config(text: &str) -> Result<Option<ByteRate>, RateConfigError
             continue;
         };
         *slot = value.as_u64().ok_or_else(|| RateConfigError::NotWhole {
-            name: name.clone(),
+            name: name.to_owned(),
             value: value.to_string(),
         })?;
     }

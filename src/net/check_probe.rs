@@ -241,7 +241,7 @@ async fn firewall(
         }
         Err(err) => return (Vec::new(), Some(format!("cannot run nft: {err}"))),
     };
-    let ruleset: serde_json::Value = match serde_json::from_slice(&output.stdout) {
+    let ruleset = match crate::proto::json::parse(&output.stdout) {
         Ok(value) => value,
         Err(err) => return (Vec::new(), Some(format!("nft printed no JSON: {err}"))),
     };

@@ -8,12 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
 use smol::net::unix::{UnixListener, UnixStream};
 
 use super::deadline::with_deadline;
 use super::server::Server;
+use crate::proto::json::{self, Value};
 
 /// The socket's file name inside the state directory.
 pub const STATUS_SOCKET_NAME: &str = "status.sock";
@@ -93,7 +92,6 @@ async fn answer(server: &Server, mut stream: UnixStream) -> std::io::Result<()> 
 
 /// What `/status.json` (and `tinyderp status --json`) answers: everything LuCI's status
 /// and access pages show, in one request.
-#[derive(Serialize)]
 pub struct StatusJson {
     /// The counters, as `/debug/varz` shows them (Prometheus text).
     pub varz: String,
@@ -104,7 +102,6 @@ pub struct StatusJson {
 }
 
 /// Learn mode's refused keys (`--log-refused-keys`; empty while it is off).
-#[derive(Serialize)]
 pub struct RefusedJson {
     /// Learn mode is on.
     pub learn: bool,
@@ -117,7 +114,6 @@ pub struct RefusedJson {
 }
 
 /// One refused node key.
-#[derive(Serialize)]
 pub struct RefusedKeyJson {
     /// `nodekey:` and 64 hex digits.
     pub key: String,
@@ -134,7 +130,6 @@ pub struct RefusedKeyJson {
 }
 
 /// The mesh: relays dialling in with the mesh key, and the peers this relay dials.
-#[derive(Serialize)]
 pub struct MeshJson {
     /// A mesh key is configured (`--mesh-psk-file`): other relays may log in with it.
     pub key_configured: bool,
@@ -147,7 +142,6 @@ pub struct MeshJson {
 }
 
 /// A relay logged in here with the mesh key.
-#[derive(Serialize)]
 pub struct MeshClientJson {
     /// Its server key.
     pub key: String,
@@ -160,7 +154,6 @@ pub struct MeshClientJson {
 }
 
 /// A `--mesh-with` peer and the dialer's status for it.
-#[derive(Serialize)]
 pub struct MeshPeerJson {
     /// The peer as configured (`host:port`).
     pub peer: String,
@@ -172,6 +165,84 @@ pub struct MeshPeerJson {
     pub last_error: Option<String>,
     /// Client keys this peer announces.
     pub clients_learned: usize,
+}
+
+impl StatusJson {
+    /// The document, members in field order.
+    pub fn to_json(&self) -> Value {
+        Value::object([
+            ("varz", Value::from(self.varz.as_str())),
+            ("refused_keys", self.refused_keys.to_json()),
+            ("mesh", self.mesh.to_json()),
+        ])
+    }
+}
+
+impl RefusedJson {
+    fn to_json(&self) -> Value {
+        Value::object([
+            ("learn", Value::from(self.learn)),
+            ("bound", Value::from(self.bound as u64)),
+            ("forgotten", Value::from(self.forgotten)),
+            (
+                "keys",
+                Value::Array(self.keys.iter().map(RefusedKeyJson::to_json).collect()),
+            ),
+        ])
+    }
+}
+
+impl RefusedKeyJson {
+    fn to_json(&self) -> Value {
+        Value::object([
+            ("key", Value::from(self.key.as_str())),
+            ("address", Value::from(self.address.as_str())),
+            ("reason", Value::from(self.reason)),
+            ("last_seen", Value::from(self.last_seen)),
+            ("last_seen_ago", Value::from(self.last_seen_ago)),
+            ("count", Value::from(self.count)),
+        ])
+    }
+}
+
+impl MeshJson {
+    fn to_json(&self) -> Value {
+        Value::object([
+            ("key_configured", Value::from(self.key_configured)),
+            (
+                "clients",
+                Value::Array(self.clients.iter().map(MeshClientJson::to_json).collect()),
+            ),
+            ("clients_total", Value::from(self.clients_total as u64)),
+            (
+                "peers",
+                Value::Array(self.peers.iter().map(MeshPeerJson::to_json).collect()),
+            ),
+        ])
+    }
+}
+
+impl MeshClientJson {
+    fn to_json(&self) -> Value {
+        Value::object([
+            ("key", Value::from(self.key.as_str())),
+            ("address", Value::from(self.address.as_str())),
+            ("connected_seconds", Value::from(self.connected_seconds)),
+            ("watching", Value::from(self.watching)),
+        ])
+    }
+}
+
+impl MeshPeerJson {
+    fn to_json(&self) -> Value {
+        Value::object([
+            ("peer", Value::from(self.peer.as_str())),
+            ("connected", Value::from(self.connected)),
+            ("since_seconds", Value::from(self.since_seconds)),
+            ("last_error", Value::from(self.last_error.clone())),
+            ("clients_learned", Value::from(self.clients_learned as u64)),
+        ])
+    }
 }
 
 /// Seconds from `then` to `now`.
@@ -249,6 +320,148 @@ fn status_json(server: &Server) -> String {
             peers,
         },
     };
-    // Serializing these plain structs cannot fail; an empty object would read as "no data".
-    serde_json::to_string(&whole).unwrap_or_else(|_| String::from("{}"))
+    json::to_string(&whole.to_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/status.json` byte for byte as serde_json's derive wrote it before proto/json.rs
+    /// (LuCI reads it).
+    #[test]
+    fn status_json_is_what_serde_json_wrote() {
+        #[derive(serde::Serialize)]
+        struct Status<'a> {
+            varz: &'a str,
+            refused_keys: Refused<'a>,
+            mesh: Mesh<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct Refused<'a> {
+            learn: bool,
+            bound: usize,
+            forgotten: u64,
+            keys: Vec<Key<'a>>,
+        }
+        #[derive(serde::Serialize)]
+        struct Key<'a> {
+            key: &'a str,
+            address: &'a str,
+            reason: &'a str,
+            last_seen: u64,
+            last_seen_ago: u64,
+            count: u64,
+        }
+        #[derive(serde::Serialize)]
+        struct Mesh<'a> {
+            key_configured: bool,
+            clients: Vec<Client<'a>>,
+            clients_total: usize,
+            peers: Vec<Peer<'a>>,
+        }
+        #[derive(serde::Serialize)]
+        struct Client<'a> {
+            key: &'a str,
+            address: &'a str,
+            connected_seconds: u64,
+            watching: bool,
+        }
+        #[derive(serde::Serialize)]
+        struct Peer<'a> {
+            peer: &'a str,
+            connected: bool,
+            since_seconds: u64,
+            last_error: Option<&'a str>,
+            clients_learned: usize,
+        }
+        let ours = StatusJson {
+            varz: String::from("# HELP derp_accepts_total x\nderp_accepts_total 3\n\"q\"\t"),
+            refused_keys: RefusedJson {
+                learn: true,
+                bound: 64,
+                forgotten: u64::MAX,
+                keys: vec![RefusedKeyJson {
+                    key: String::from("nodekey:00ff"),
+                    address: String::from("192.0.2.1"),
+                    reason: "not_allowed",
+                    last_seen: 1_800_000_000,
+                    last_seen_ago: 0,
+                    count: 7,
+                }],
+            },
+            mesh: MeshJson {
+                key_configured: false,
+                clients: vec![MeshClientJson {
+                    key: String::from("nodekey:11"),
+                    address: String::new(),
+                    connected_seconds: 12,
+                    watching: true,
+                }],
+                clients_total: 40,
+                peers: vec![
+                    MeshPeerJson {
+                        peer: String::from("b.example:443"),
+                        connected: true,
+                        since_seconds: 5,
+                        last_error: None,
+                        clients_learned: 2,
+                    },
+                    MeshPeerJson {
+                        peer: String::from("c.example:443"),
+                        connected: false,
+                        since_seconds: 0,
+                        last_error: Some(String::from("tls: \u{e9}\u{7}")),
+                        clients_learned: 0,
+                    },
+                ],
+            },
+        };
+        let theirs = Status {
+            varz: &ours.varz,
+            refused_keys: Refused {
+                learn: true,
+                bound: 64,
+                forgotten: u64::MAX,
+                keys: vec![Key {
+                    key: "nodekey:00ff",
+                    address: "192.0.2.1",
+                    reason: "not_allowed",
+                    last_seen: 1_800_000_000,
+                    last_seen_ago: 0,
+                    count: 7,
+                }],
+            },
+            mesh: Mesh {
+                key_configured: false,
+                clients: vec![Client {
+                    key: "nodekey:11",
+                    address: "",
+                    connected_seconds: 12,
+                    watching: true,
+                }],
+                clients_total: 40,
+                peers: vec![
+                    Peer {
+                        peer: "b.example:443",
+                        connected: true,
+                        since_seconds: 5,
+                        last_error: None,
+                        clients_learned: 2,
+                    },
+                    Peer {
+                        peer: "c.example:443",
+                        connected: false,
+                        since_seconds: 0,
+                        last_error: Some("tls: \u{e9}\u{7}"),
+                        clients_learned: 0,
+                    },
+                ],
+            },
+        };
+        assert_eq!(
+            json::to_string(&ours.to_json()),
+            serde_json::to_string(&theirs).unwrap()
+        );
+    }
 }

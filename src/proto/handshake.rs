@@ -17,12 +17,12 @@ use std::fmt;
 use crypto_box::aead::generic_array::GenericArray;
 use crypto_box::aead::AeadInPlace;
 use crypto_box::SalsaBox;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::frame::{
     encode_frame, FrameType, MAX_CLIENT_INFO_LEN, MAX_FRAME_TO_CLIENT, MIN_CLIENT_INFO_LEN,
     PROTOCOL_VERSION,
 };
+use super::json::{quote, Reader, Value};
 use super::key::{hex_lower, parse_hex_32, PublicKey, SecretKey, KEY_LEN};
 
 /// Length of the random nonce in front of every sealed blob.
@@ -193,77 +193,77 @@ pub struct ClientInfo {
     pub app_name: Option<String>,
 }
 
-/// Mirrors Go's `encoding/json` on a struct: keys matched case-insensitively in document
-/// order (so the last duplicate wins), unknown keys skipped, `null` leaves a field unchanged.
-struct ClientInfoVisitor;
-
-/// Error text used inside the visitor; the caller maps every serde error to a variant.
-const BAD_MESH_KEY_MSG: &str = "bad meshKey";
-
-impl<'de> Visitor<'de> for ClientInfoVisitor {
-    type Value = ClientInfo;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a ClientInfo JSON object")
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<ClientInfo, E> {
-        Ok(ClientInfo::default())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClientInfo, A::Error> {
-        let mut info = ClientInfo::default();
-        while let Some(key) = map.next_key::<String>()? {
-            match key.to_ascii_lowercase().as_str() {
-                "meshkey" => {
-                    let value: serde_json::Value = map.next_value()?;
-                    let parsed = value.as_str().and_then(parse_hex_32);
-                    match parsed {
-                        Some(mesh) => info.mesh_key = Some(mesh),
-                        None => return Err(serde::de::Error::custom(BAD_MESH_KEY_MSG)),
-                    }
-                }
-                "version" => {
-                    if let Some(version) = map.next_value::<Option<i64>>()? {
-                        info.version = version;
-                    }
-                }
-                "canackpings" => {
-                    if let Some(flag) = map.next_value::<Option<bool>>()? {
-                        info.can_ack_pings = flag;
-                    }
-                }
-                "isprober" => {
-                    if let Some(flag) = map.next_value::<Option<bool>>()? {
-                        info.is_prober = flag;
-                    }
-                }
-                "appname" => {
-                    if let Some(name) = map.next_value::<Option<String>>()? {
-                        info.app_name = Some(name).filter(|name| !name.is_empty());
-                    }
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+/// Parses ClientInfo JSON with Go `encoding/json` semantics: keys matched case-insensitively
+/// in document order (so the last duplicate wins), unknown keys skipped (grammar checked
+/// only), `null` leaves a field unchanged, a top-level `null` is the empty ClientInfo.
+pub fn parse_client_info_json(json: &[u8]) -> Result<ClientInfo, HandshakeError> {
+    let mut reader = Reader::new(json).map_err(|_| HandshakeError::BadJson)?;
+    let mut info = ClientInfo::default();
+    read_object(&mut reader, |reader, key| {
+        match key.to_ascii_lowercase().as_str() {
+            "meshkey" => {
+                let value = reader.value().map_err(|_| HandshakeError::BadJson)?;
+                let mesh = value.as_str().and_then(parse_hex_32);
+                info.mesh_key = Some(mesh.ok_or(HandshakeError::BadMeshKey)?);
+            }
+            "version" => {
+                if let Some(version) = optional(reader, Value::as_i64)? {
+                    info.version = version;
                 }
             }
+            "canackpings" => {
+                if let Some(flag) = optional(reader, Value::as_bool)? {
+                    info.can_ack_pings = flag;
+                }
+            }
+            "isprober" => {
+                if let Some(flag) = optional(reader, Value::as_bool)? {
+                    info.is_prober = flag;
+                }
+            }
+            "appname" => {
+                if let Some(name) = optional(reader, |value| value.as_str().map(str::to_owned))? {
+                    info.app_name = Some(name).filter(|name| !name.is_empty());
+                }
+            }
+            _ => reader.skip_value().map_err(|_| HandshakeError::BadJson)?,
         }
-        Ok(info)
-    }
+        Ok(())
+    })?;
+    Ok(info)
 }
 
-/// Parses ClientInfo JSON with Go `encoding/json` semantics (see [`ClientInfo`]).
-pub fn parse_client_info_json(json: &[u8]) -> Result<ClientInfo, HandshakeError> {
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let info = de.deserialize_any(ClientInfoVisitor).map_err(|err| {
-        if err.to_string().starts_with(BAD_MESH_KEY_MSG) {
-            HandshakeError::BadMeshKey
-        } else {
-            HandshakeError::BadJson
+/// Reads a whole document that is an object or `null` (nothing to read), calling `member`
+/// with each key once the reader stands before its value.
+fn read_object(
+    reader: &mut Reader<'_>,
+    mut member: impl FnMut(&mut Reader<'_>, String) -> Result<(), HandshakeError>,
+) -> Result<(), HandshakeError> {
+    if reader.peek_token() == Some(b'n') {
+        reader.value().map_err(|_| HandshakeError::BadJson)?;
+    } else {
+        reader.begin_object().map_err(|_| HandshakeError::BadJson)?;
+        let mut first = true;
+        while let Some(key) = reader
+            .member_key(&mut first)
+            .map_err(|_| HandshakeError::BadJson)?
+        {
+            member(reader, key)?;
         }
-    })?;
-    de.end().map_err(|_| HandshakeError::BadJson)?;
-    Ok(info)
+    }
+    reader.end().map_err(|_| HandshakeError::BadJson)
+}
+
+/// A field's value: `None` for `null`, else what `read` makes of it (a wrong type is
+/// [`HandshakeError::BadJson`]).
+fn optional<T>(
+    reader: &mut Reader<'_>,
+    read: impl FnOnce(&Value) -> Option<T>,
+) -> Result<Option<T>, HandshakeError> {
+    match reader.value().map_err(|_| HandshakeError::BadJson)? {
+        Value::Null => Ok(None),
+        value => read(&value).map(Some).ok_or(HandshakeError::BadJson),
+    }
 }
 
 /// Server side: checks and opens a ClientInfo payload, returning the client key and info.
@@ -337,8 +337,7 @@ pub fn client_info_json(info: &ClientInfo) -> Vec<u8> {
         fields.push("\"IsProber\":true".to_owned());
     }
     if let Some(name) = info.app_name.as_deref().filter(|name| !name.is_empty()) {
-        let quoted = serde_json::to_string(name).unwrap_or_else(|_| "\"\"".to_owned());
-        fields.push(format!("\"AppName\":{quoted}"));
+        fields.push(format!("\"AppName\":{}", quote(name)));
     }
     format!("{{{}}}", fields.join(",")).into_bytes()
 }
@@ -367,40 +366,6 @@ pub struct ServerInfoJson {
     pub token_bucket_bytes_burst: i64,
 }
 
-/// Go-style case-insensitive reader for [`ServerInfoJson`].
-struct ServerInfoVisitor;
-
-impl<'de> Visitor<'de> for ServerInfoVisitor {
-    type Value = ServerInfoJson;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a ServerInfo JSON object")
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<ServerInfoJson, E> {
-        Ok(ServerInfoJson::default())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ServerInfoJson, A::Error> {
-        let mut info = ServerInfoJson::default();
-        while let Some(key) = map.next_key::<String>()? {
-            let slot = match key.to_ascii_lowercase().as_str() {
-                "version" => &mut info.version,
-                "tokenbucketbytespersecond" => &mut info.token_bucket_bytes_per_second,
-                "tokenbucketbytesburst" => &mut info.token_bucket_bytes_burst,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-            };
-            if let Some(value) = map.next_value::<Option<i64>>()? {
-                *slot = value;
-            }
-        }
-        Ok(info)
-    }
-}
-
 /// Client side: opens a ServerInfo payload sealed by the server to this client.
 pub fn open_server_info(
     client_secret: &SecretKey,
@@ -411,11 +376,25 @@ pub fn open_server_info(
         return Err(HandshakeError::TooLong);
     }
     let json = open(client_secret, server, payload)?;
-    let mut de = serde_json::Deserializer::from_slice(&json);
-    let info = de
-        .deserialize_any(ServerInfoVisitor)
-        .map_err(|_| HandshakeError::BadJson)?;
-    de.end().map_err(|_| HandshakeError::BadJson)?;
+    parse_server_info_json(&json)
+}
+
+/// Reads ServerInfo JSON the Go way (as [`parse_client_info_json`] reads ClientInfo).
+pub fn parse_server_info_json(json: &[u8]) -> Result<ServerInfoJson, HandshakeError> {
+    let mut reader = Reader::new(json).map_err(|_| HandshakeError::BadJson)?;
+    let mut info = ServerInfoJson::default();
+    read_object(&mut reader, |reader, key| {
+        let slot = match key.to_ascii_lowercase().as_str() {
+            "version" => &mut info.version,
+            "tokenbucketbytespersecond" => &mut info.token_bucket_bytes_per_second,
+            "tokenbucketbytesburst" => &mut info.token_bucket_bytes_burst,
+            _ => return reader.skip_value().map_err(|_| HandshakeError::BadJson),
+        };
+        if let Some(value) = optional(reader, Value::as_i64)? {
+            *slot = value;
+        }
+        Ok(())
+    })?;
     Ok(info)
 }
 
@@ -578,6 +557,222 @@ d0b5afa1d0aa13e6b12c5fd0b332b2c7f66ce37bd3833b453a5578fc99da20ede2cb54dd31743fa4
         assert_eq!(ok(r#"{"Version":3,"version":1}"#).unwrap().version, 1);
         // null leaves the field alone.
         assert_eq!(ok(r#"{"version":2,"version":null}"#).unwrap().version, 2);
+    }
+
+    /// The serde Visitors tinyderp read these documents with before proto/json.rs, kept
+    /// as the reference the new readers are compared against.
+    mod serde_reference {
+        use super::super::{ClientInfo, HandshakeError, ServerInfoJson};
+        use crate::proto::key::parse_hex_32;
+        use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+        use std::fmt;
+
+        /// Mirrors Go's `encoding/json` on a struct: keys matched case-insensitively in document
+        /// order (so the last duplicate wins), unknown keys skipped, `null` leaves a field unchanged.
+        struct ClientInfoVisitor;
+
+        /// Error text used inside the visitor; the caller maps every serde error to a variant.
+        const BAD_MESH_KEY_MSG: &str = "bad meshKey";
+
+        impl<'de> Visitor<'de> for ClientInfoVisitor {
+            type Value = ClientInfo;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a ClientInfo JSON object")
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<ClientInfo, E> {
+                Ok(ClientInfo::default())
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClientInfo, A::Error> {
+                let mut info = ClientInfo::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.to_ascii_lowercase().as_str() {
+                        "meshkey" => {
+                            let value: serde_json::Value = map.next_value()?;
+                            let parsed = value.as_str().and_then(parse_hex_32);
+                            match parsed {
+                                Some(mesh) => info.mesh_key = Some(mesh),
+                                None => return Err(serde::de::Error::custom(BAD_MESH_KEY_MSG)),
+                            }
+                        }
+                        "version" => {
+                            if let Some(version) = map.next_value::<Option<i64>>()? {
+                                info.version = version;
+                            }
+                        }
+                        "canackpings" => {
+                            if let Some(flag) = map.next_value::<Option<bool>>()? {
+                                info.can_ack_pings = flag;
+                            }
+                        }
+                        "isprober" => {
+                            if let Some(flag) = map.next_value::<Option<bool>>()? {
+                                info.is_prober = flag;
+                            }
+                        }
+                        "appname" => {
+                            if let Some(name) = map.next_value::<Option<String>>()? {
+                                info.app_name = Some(name).filter(|name| !name.is_empty());
+                            }
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(info)
+            }
+        }
+
+        /// Go-style case-insensitive reader for [`ServerInfoJson`].
+        struct ServerInfoVisitor;
+
+        impl<'de> Visitor<'de> for ServerInfoVisitor {
+            type Value = ServerInfoJson;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a ServerInfo JSON object")
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<ServerInfoJson, E> {
+                Ok(ServerInfoJson::default())
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ServerInfoJson, A::Error> {
+                let mut info = ServerInfoJson::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let slot = match key.to_ascii_lowercase().as_str() {
+                        "version" => &mut info.version,
+                        "tokenbucketbytespersecond" => &mut info.token_bucket_bytes_per_second,
+                        "tokenbucketbytesburst" => &mut info.token_bucket_bytes_burst,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    if let Some(value) = map.next_value::<Option<i64>>()? {
+                        *slot = value;
+                    }
+                }
+                Ok(info)
+            }
+        }
+
+        pub fn client_info(json: &[u8]) -> Result<ClientInfo, HandshakeError> {
+            let mut de = serde_json::Deserializer::from_slice(json);
+            let info = de.deserialize_any(ClientInfoVisitor).map_err(|err| {
+                if err.to_string().starts_with(BAD_MESH_KEY_MSG) {
+                    HandshakeError::BadMeshKey
+                } else {
+                    HandshakeError::BadJson
+                }
+            })?;
+            de.end().map_err(|_| HandshakeError::BadJson)?;
+            Ok(info)
+        }
+
+        pub fn server_info(json: &[u8]) -> Result<ServerInfoJson, HandshakeError> {
+            let mut de = serde_json::Deserializer::from_slice(json);
+            let info = de
+                .deserialize_any(ServerInfoVisitor)
+                .map_err(|_| HandshakeError::BadJson)?;
+            de.end().map_err(|_| HandshakeError::BadJson)?;
+            Ok(info)
+        }
+    }
+
+    /// Random ClientInfo/ServerInfo-like documents (every field name in several cases,
+    /// values of every type, `null`, duplicates, damage) read by both readers alike.
+    #[test]
+    fn json_readers_match_the_serde_visitors() {
+        const KEYS: &[&str] = &[
+            "meshKey",
+            "MESHKEY",
+            "version",
+            "Version",
+            "CanAckPings",
+            "canackpings",
+            "IsProber",
+            "AppName",
+            "appname",
+            "TokenBucketBytesPerSecond",
+            "tokenbucketbytesburst",
+            "other",
+            "x\\u0041",
+        ];
+        const VALUES: &[&str] = &[
+            "null",
+            "true",
+            "false",
+            "0",
+            "2",
+            "-0",
+            "-1",
+            "2.5",
+            "2.0",
+            "1e2",
+            "1e400",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "18446744073709551616",
+            "\"\"",
+            "\"tailscale\"",
+            "\"\\ud800\"",
+            "\"caf\u{e9}\"",
+            "[]",
+            "[1,{\"a\":[null]}]",
+            "{}",
+            "{\"x\":1e400}",
+            "\"0000000000000000000000000000000000000000000000000000000000000001\"",
+            "\"00000000000000000000000000000000000000000000000000000000000000zz\"",
+            "\"00\"",
+            "01",
+            "[1,]",
+            "\"\\x\"",
+            "tru",
+        ];
+        let mut state = 0x1234_5678_9abc_def1u64;
+        let mut below = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut accepted = 0;
+        for round in 0..30_000 {
+            let mut text = String::from(if round % 97 == 0 { "null" } else { "{" });
+            if round % 97 != 0 {
+                for i in 0..below(4) {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    text.push_str(&format!(
+                        "\"{}\":{}",
+                        KEYS[below(KEYS.len())],
+                        VALUES[below(VALUES.len())]
+                    ));
+                }
+                text.push('}');
+            }
+            let mut text = text.into_bytes();
+            if below(8) == 0 {
+                let at = below(text.len() + 1);
+                text.insert(at, b",] \"}\xff"[below(6)]);
+            }
+            let shown = String::from_utf8_lossy(&text);
+            let ours = parse_client_info_json(&text);
+            assert_eq!(ours, serde_reference::client_info(&text), "{shown}");
+            accepted += usize::from(ours.is_ok());
+            assert_eq!(
+                parse_server_info_json(&text),
+                serde_reference::server_info(&text),
+                "{shown}"
+            );
+        }
+        assert!((3_000..27_000).contains(&accepted), "{accepted} accepted");
     }
 
     #[test]

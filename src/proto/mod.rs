@@ -22,6 +22,7 @@ pub mod dns;
 pub mod frame;
 pub mod handshake;
 pub mod http;
+pub mod json;
 pub mod key;
 #[cfg(test)]
 mod noise;

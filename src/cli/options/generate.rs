@@ -320,7 +320,7 @@ pub fn docs() -> String {
 
 /// Escapes a string for JSON.
 fn json_string(value: &str) -> String {
-    serde_json::Value::String(String::from(value)).to_string()
+    crate::proto::json::quote(value)
 }
 
 /// `tests/openwrt/options.json`: the UCI options with a value a default build accepts,
