@@ -1,8 +1,9 @@
-//! Drives the relay core as the net layer does (`net/hub.rs`, single-threaded here): the
-//! registry (`relay::Relay`), one `Inbox` per connection and the key -> connection route
-//! map kept from `Action::Route`, with a fuzzer-chosen sequence of events (register,
-//! unregister, every client frame, drains with and without write failures, Restarting
-//! broadcasts, time passing), and checks after every step:
+//! Drives the relay core through `relay::model`, the net layer of `net/hub.rs` single-threaded
+//! (shared with the relay unit tests): the registry (`relay::Relay`), one `Inbox` per
+//! connection and the key -> connection route map kept from `Action::Route`, with a
+//! fuzzer-chosen sequence of events (register, unregister, every client frame, drains with
+//! and without write failures, Restarting broadcasts, time passing), and checks after every
+//! step:
 //! - the gauges match the connections the harness knows about, and the route map the
 //!   registry's active connections;
 //! - no queue holds more than its depth and the queued bytes stay within the budget;
@@ -13,7 +14,6 @@
 //! - frames from unknown connections are refused; after everyone leaves, all gauges are 0.
 #![no_main]
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,10 @@ use tinyderp::proto::frame::{
     self, ClientFrame, FrameHeader, FrameType, ServerFrame, DISCO_MAGIC, HEADER_LEN,
 };
 use tinyderp::proto::key::PublicKey;
+use tinyderp::relay::model::Model;
 use tinyderp::relay::{
-    Action, ConnId, ConnParams, Delivery, DropReason, Inbox, InboxTally, Packet, PacketKind, Relay,
-    RelayLimits, Violation,
+    Action, ConnId, ConnParams, Delivery, DropReason, InboxTally, PacketKind, Relay, RelayLimits,
+    Violation,
 };
 
 /// Distinct client keys the events pick from (small, so keys collide and duplicates happen).
@@ -68,11 +69,8 @@ fn packet(len: usize, disco: bool) -> Vec<u8> {
 }
 
 struct Harness {
-    relay: Relay,
-    /// Each live connection's packet queues.
-    inboxes: HashMap<ConnId, Inbox>,
-    /// The connection each key's packets go to, as `Action::Route` keeps it.
-    routes: HashMap<PublicKey, ConnId>,
+    /// The registry, the inboxes and the route map, driven as the net layer drives them.
+    model: Model,
     live: Vec<ConnId>,
     dead: Vec<ConnId>,
     now: Instant,
@@ -93,14 +91,8 @@ impl Harness {
             let id = match *action {
                 Action::Wake(id) | Action::Close(id) => id,
                 Action::Route(key) => {
-                    match self.relay.active_conn(&key) {
-                        Some(id) => {
-                            assert!(self.live.contains(&id), "route to an unknown connection");
-                            self.routes.insert(key, id);
-                        }
-                        None => {
-                            self.routes.remove(&key);
-                        }
+                    if let Some(id) = self.model.route(key) {
+                        assert!(self.live.contains(&id), "route to an unknown connection");
                     }
                     continue;
                 }
@@ -120,7 +112,11 @@ impl Harness {
             frame,
             ClientFrame::ForwardPacket { .. } | ClientFrame::WatchConns | ClientFrame::ClosePeer(_)
         );
-        let delivery = match self.relay.handle_frame(id, frame, self.now, &mut actions) {
+        let delivery = match self
+            .model
+            .relay
+            .handle_frame(id, frame, self.now, &mut actions)
+        {
             Ok(delivery) => delivery,
             Err(Violation::NotMesh(_)) => {
                 assert!(is_mesh_only);
@@ -144,65 +140,40 @@ impl Harness {
 
     /// Queues a parsed packet in its receiver's inbox, or hands it back to the registry.
     fn deliver(&mut self, from: ConnId, d: Delivery<'_>) {
-        let limits = self.relay.limits();
-        if let Some(dst) = self.routes.get(&d.dst).copied() {
-            let data = self.relay.data().clone();
-            let inbox = self
-                .inboxes
-                .get_mut(&dst)
-                .expect("a routed connection has an inbox");
-            inbox.enqueue(&d.src, Packet::Borrowed(d.data), &limits, &data);
-            return;
-        }
         let mut actions = Vec::new();
-        let spare = self.relay.unrouted(
-            from,
-            d.src,
-            d.dst,
-            Packet::Borrowed(d.data),
-            d.forwarded,
-            self.now,
-            &mut actions,
-        );
-        self.relay.give_buffer(spare);
+        self.model.deliver(from, d, self.now, &mut actions);
         self.check_actions(&actions);
     }
 
     fn unregister(&mut self, id: ConnId) {
         let mut actions = Vec::new();
-        self.relay.unregister(id, self.now, &mut actions);
+        self.model.disconnect(id, self.now, &mut actions);
         self.live.retain(|live| *live != id);
         self.dead.push(id);
-        if let Some(mut inbox) = self.inboxes.remove(&id) {
-            inbox.close(self.relay.data());
-            if let Some(tally) = inbox.counters() {
-                self.relay.absorb(tally);
-            }
-        }
         self.check_actions(&actions);
     }
 
     fn drain(&mut self, id: ConnId, max_bytes: usize, fail: bool) {
         // The writer's drain: control frames from the registry, then packets from the
         // inbox; sources new to the inbox go to the registry.
+        assert!(
+            self.model.inboxes.contains_key(&id),
+            "a live connection has an inbox"
+        );
         let mut out = Vec::new();
-        self.relay.drain_control(id, &mut out, max_bytes);
-        let data = self.relay.data().clone();
-        let inbox = self
-            .inboxes
-            .get_mut(&id)
-            .expect("a live connection has an inbox");
         let mut frames = Vec::new();
-        let mut sources = Vec::new();
-        let drained = inbox.drain(out.len(), &mut frames, max_bytes, &data, &mut sources);
+        let (drained, _) = self
+            .model
+            .drain_frames(id, &mut out, &mut frames, max_bytes);
         for frame in &frames {
             out.extend_from_slice(frame);
         }
         if fail {
-            inbox.note_write_failure(&drained);
+            if let Some(inbox) = self.model.inboxes.get_mut(&id) {
+                inbox.note_write_failure(&drained);
+            }
         }
-        inbox.recycle(&mut frames, &data);
-        self.relay.subscribe_sources(id, &sources);
+        self.model.recycle(id, &mut frames);
         let mut rest = out.as_slice();
         let mut frames = 0usize;
         let mut packets = 0u32;
@@ -229,26 +200,17 @@ impl Harness {
     }
 
     fn tallies(&self) -> Vec<InboxTally> {
-        self.inboxes
-            .values()
-            .filter_map(|inbox| inbox.counters().cloned())
-            .collect()
+        self.model.tallies()
     }
 
     fn check(&self) {
         let tallies = self.tallies();
-        let stats = self.relay.stats_with(&tallies);
-        assert_eq!(self.routes.len(), stats.keys);
-        for (key, id) in &self.routes {
-            assert_eq!(self.relay.active_conn(key), Some(*id));
-        }
-        let queued: usize = self
-            .inboxes
-            .values()
-            .map(|inbox| inbox.queue_lens().0 + inbox.queue_lens().1)
-            .sum();
-        let queued_bytes: usize = self.inboxes.values().map(Inbox::queued_bytes).sum();
-        assert_eq!(self.relay.data().queued(), (queued, queued_bytes));
+        let stats = self.model.relay.stats_with(&tallies);
+        assert!(self.model.routes_agree());
+        assert_eq!(
+            self.model.relay.data().queued(),
+            self.model.queued_in_inboxes()
+        );
         assert_eq!(stats.connections, self.live.len());
         assert!(stats.keys <= stats.connections);
         assert!(stats.watchers <= stats.connections);
@@ -257,7 +219,7 @@ impl Harness {
         assert!(stats.dup_conns <= stats.connections);
         assert!(stats.queued_bytes <= self.limits.max_queued_bytes);
         assert!(stats.queued_packets <= stats.connections * 2 * self.limits.queue_depth);
-        let counters = &self.relay.counters_with(&tallies);
+        let counters = &self.model.relay.counters_with(&tallies);
         let received: u64 = PacketKind::ALL
             .iter()
             .map(|kind| counters.received(*kind).packets)
@@ -286,9 +248,7 @@ fuzz_target!(|input: &[u8]| {
         max_queued_bytes: usize::from(bytes.byte()) * 64,
     };
     let mut h = Harness {
-        relay: Relay::new(key(250), limits),
-        inboxes: HashMap::new(),
-        routes: HashMap::new(),
+        model: Model::new(Relay::new(key(250), limits)),
         live: Vec::new(),
         dead: Vec::new(),
         now: Instant::now(),
@@ -312,10 +272,9 @@ fuzz_target!(|input: &[u8]| {
                     not_ideal: flags & 4 != 0,
                 };
                 let mut actions = Vec::new();
-                let id = h.relay.register(params, h.now, &mut actions);
+                let id = h.model.connect(params, h.now, &mut actions);
                 assert!(!h.live.contains(&id) && !h.dead.contains(&id), "id reused");
                 h.live.push(id);
-                h.inboxes.insert(id, Inbox::new());
                 h.check_actions(&actions);
             }
             2 => {
@@ -377,7 +336,8 @@ fuzz_target!(|input: &[u8]| {
             }
             11 => {
                 let mut actions = Vec::new();
-                h.relay
+                h.model
+                    .relay
                     .broadcast_restarting(u32::from(arg), 1000, &mut actions);
                 h.check_actions(&actions);
             }
@@ -386,7 +346,8 @@ fuzz_target!(|input: &[u8]| {
                 if let Some(id) = h.dead.last().copied() {
                     let mut actions = Vec::new();
                     let refused =
-                        h.relay
+                        h.model
+                            .relay
                             .handle_frame(id, ClientFrame::Ignored, h.now, &mut actions);
                     assert_eq!(refused, Err(Violation::UnknownConn(id)));
                     assert!(actions.is_empty());
@@ -409,7 +370,7 @@ fuzz_target!(|input: &[u8]| {
         h.unregister(id);
     }
     h.check();
-    let stats = h.relay.stats_with(&h.tallies());
+    let stats = h.model.relay.stats_with(&h.tallies());
     assert_eq!(
         (
             stats.keys,

@@ -45,6 +45,8 @@ mod metrics;
 mod pool;
 mod state;
 
+#[cfg(any(test, fuzzing))]
+pub mod model;
 #[cfg(test)]
 mod tests;
 

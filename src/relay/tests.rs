@@ -75,12 +75,11 @@ fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
 /// `take_actions` returns the registry's actions (without `Route`, which is bookkeeping)
 /// and a `Wake` wherever an inbox asked for one.
 struct Harness {
-    relay: Relay,
+    /// The registry, the inboxes and the route map (shared with the fuzz target).
+    model: model::Model,
     t0: Instant,
     actions: Vec<Action>,
     log: Vec<Action>,
-    inboxes: ConnIdMap<Inbox>,
-    routes: std::collections::HashMap<PublicKey, ConnId>,
     dup: ConnIdMap<bool>,
 }
 
@@ -91,12 +90,10 @@ impl Harness {
 
     fn with(server_key: PublicKey, limits: RelayLimits) -> Harness {
         Harness {
-            relay: Relay::new(server_key, limits),
+            model: model::Model::new(Relay::new(server_key, limits)),
             t0: Instant::now(),
             actions: Vec::new(),
             log: Vec::new(),
-            inboxes: ConnIdMap::default(),
-            routes: Default::default(),
             dup: ConnIdMap::default(),
         }
     }
@@ -110,18 +107,15 @@ impl Harness {
         for action in std::mem::take(&mut self.actions) {
             match action {
                 Action::Route(key) => {
-                    match self.relay.active_conn(&key) {
-                        Some(id) => self.routes.insert(key, id),
-                        None => self.routes.remove(&key),
-                    };
-                    let ids = self.relay.conns_of(&key).to_vec();
+                    self.model.route(key);
+                    let ids = self.model.relay.conns_of(&key).to_vec();
                     for id in &ids {
                         self.dup.insert(*id, ids.len() > 1);
                     }
                 }
                 Action::Close(id) => {
-                    if let Some(inbox) = self.inboxes.get_mut(&id) {
-                        inbox.close(self.relay.data());
+                    if let Some(inbox) = self.model.inboxes.get_mut(&id) {
+                        inbox.close(self.model.relay.data());
                     }
                     self.log.push(action);
                 }
@@ -134,46 +128,37 @@ impl Harness {
     /// queue budget and the route map against the registry.
     fn check(&mut self) {
         self.sync();
-        self.relay.check_invariants();
-        let (packets, bytes) = self.relay.data().queued();
-        let queued: usize = self
-            .inboxes
-            .values()
-            .map(|inbox| inbox.queue_lens().0 + inbox.queue_lens().1)
-            .sum();
-        let queued_bytes: usize = self.inboxes.values().map(Inbox::queued_bytes).sum();
-        assert_eq!((packets, bytes), (queued, queued_bytes));
-        for (key, id) in &self.routes {
-            assert_eq!(self.relay.active_conn(key), Some(*id));
-            assert_eq!(self.dup[id], self.relay.conns_of(key).len() > 1);
+        self.model.relay.check_invariants();
+        assert_eq!(
+            self.model.relay.data().queued(),
+            self.model.queued_in_inboxes()
+        );
+        assert!(self.model.routes_agree());
+        for (key, id) in &self.model.routes {
+            assert_eq!(self.dup[id], self.model.relay.conns_of(key).len() > 1);
         }
-        assert_eq!(self.routes.len(), self.stats().keys);
     }
 
     fn connect(&mut self, p: ConnParams) -> ConnId {
-        let id = self.relay.register(p, self.t0, &mut self.actions);
-        self.inboxes.insert(id, Inbox::new());
+        let id = self.model.connect(p, self.t0, &mut self.actions);
         self.dup.insert(id, false);
         self.check();
         id
     }
 
     fn disconnect(&mut self, id: ConnId) {
-        self.relay.unregister(id, self.t0, &mut self.actions);
+        self.model.disconnect(id, self.t0, &mut self.actions);
         self.sync();
-        if let Some(mut inbox) = self.inboxes.remove(&id) {
-            inbox.close(self.relay.data());
-            if let Some(tally) = inbox.counters() {
-                self.relay.absorb(tally);
-            }
-        }
         self.dup.remove(&id);
         self.check();
     }
 
     fn frame_at(&mut self, id: ConnId, frame: ClientFrame<'_>, ms: u64) -> Result<(), Violation> {
         let now = self.at(ms);
-        let result = self.relay.handle_frame(id, frame, now, &mut self.actions);
+        let result = self
+            .model
+            .relay
+            .handle_frame(id, frame, now, &mut self.actions);
         self.sync();
         let result = result.map(|delivery| {
             if let Some(delivery) = delivery {
@@ -186,24 +171,9 @@ impl Harness {
 
     /// Queues a parsed packet in its receiver's inbox, or hands it back to the registry.
     fn deliver(&mut self, from: ConnId, d: Delivery<'_>, now: Instant) {
-        let limits = self.relay.limits();
-        if let Some(&dst) = self.routes.get(&d.dst) {
-            let inbox = self.inboxes.get_mut(&dst).unwrap();
-            if inbox.enqueue(&d.src, Packet::Borrowed(d.data), &limits, self.relay.data()) {
-                self.log.push(Action::Wake(dst));
-            }
-            return;
+        if let Some(woken) = self.model.deliver(from, d, now, &mut self.actions) {
+            self.log.push(Action::Wake(woken));
         }
-        let spare = self.relay.unrouted(
-            from,
-            d.src,
-            d.dst,
-            Packet::Borrowed(d.data),
-            d.forwarded,
-            now,
-            &mut self.actions,
-        );
-        self.relay.give_buffer(spare);
         self.sync();
     }
 
@@ -211,15 +181,19 @@ impl Harness {
     fn send_packet(&mut self, from: ConnId, packet: PacketBuf) -> Vec<u8> {
         self.sync();
         if self.dup[&from] {
-            self.relay.note_sender(from, &mut self.actions).unwrap();
+            self.model
+                .relay
+                .note_sender(from, &mut self.actions)
+                .unwrap();
             self.sync();
         }
-        let src = self.relay.conn(from).unwrap().key;
+        let src = self.model.relay.conn(from).unwrap().key;
         let dst = packet.dst().unwrap();
-        let limits = self.relay.limits();
-        if let Some(&dst_id) = self.routes.get(&dst) {
-            let inbox = self.inboxes.get_mut(&dst_id).unwrap();
-            let (wake, spare) = deliver_owned(inbox, &src, packet, &limits, self.relay.data());
+        let limits = self.model.relay.limits();
+        if let Some(&dst_id) = self.model.routes.get(&dst) {
+            let inbox = self.model.inboxes.get_mut(&dst_id).unwrap();
+            let (wake, spare) =
+                deliver_owned(inbox, &src, packet, &limits, self.model.relay.data());
             if wake {
                 self.log.push(Action::Wake(dst_id));
             }
@@ -227,8 +201,10 @@ impl Harness {
             return spare;
         }
         let data = packet.data();
-        self.relay.note_received(PacketKind::of(data), data.len());
-        let spare = self.relay.unrouted(
+        self.model
+            .relay
+            .note_received(PacketKind::of(data), data.len());
+        let spare = self.model.relay.unrouted(
             from,
             src,
             dst,
@@ -266,20 +242,7 @@ impl Harness {
         max_bytes: usize,
     ) -> Drained {
         self.sync();
-        let start = out.len();
-        let control_more = self.relay.drain_control(id, out, max_bytes);
-        let mut sources = Vec::new();
-        let drained = match self.inboxes.get_mut(&id) {
-            Some(inbox) => inbox.drain(
-                out.len() - start,
-                frames,
-                max_bytes,
-                self.relay.data(),
-                &mut sources,
-            ),
-            None => Drained::default(),
-        };
-        self.relay.subscribe_sources(id, &sources);
+        let (drained, control_more) = self.model.drain_frames(id, out, frames, max_bytes);
         self.check();
         Drained {
             more: drained.more || control_more,
@@ -299,10 +262,7 @@ impl Harness {
     }
 
     fn recycle(&mut self, id: ConnId, frames: &mut Vec<Vec<u8>>) {
-        match self.inboxes.get_mut(&id) {
-            Some(inbox) => inbox.recycle(frames, self.relay.data()),
-            None => frames.clear(),
-        }
+        self.model.recycle(id, frames);
     }
 
     /// Everything pending for `id`, drained without a size limit.
@@ -319,18 +279,15 @@ impl Harness {
     }
 
     fn tallies(&self) -> Vec<InboxTally> {
-        self.inboxes
-            .values()
-            .filter_map(|inbox| inbox.counters().cloned())
-            .collect()
+        self.model.tallies()
     }
 
     fn counters(&self) -> Counters {
-        self.relay.counters_with(&self.tallies())
+        self.model.relay.counters_with(&self.tallies())
     }
 
     fn stats(&self) -> RelayStats {
-        self.relay.stats_with(&self.tallies())
+        self.model.relay.stats_with(&self.tallies())
     }
 
     fn drops(&self, reason: DropReason, kind: PacketKind) -> (u64, u64) {
@@ -594,7 +551,11 @@ fn duplicate_keys_last_writer_is_active() {
         (stats.dup_keys, stats.dup_conns, stats.connections),
         (1, 2, 4)
     );
-    assert_eq!(h.relay.active_conn(&key(2)), Some(b2), "newest is active");
+    assert_eq!(
+        h.model.relay.active_conn(&key(2)),
+        Some(b2),
+        "newest is active"
+    );
 
     h.send(a, 2, b"one");
     assert_eq!(h.drain(b2), recv(1, b"one"));
@@ -605,22 +566,22 @@ fn duplicate_keys_last_writer_is_active() {
     assert_eq!(h.drain(b1), recv(1, b"two"), "any frame makes b1 active");
 
     let b3 = h.connect(client(2));
-    assert_eq!(h.relay.active_conn(&key(2)), Some(b3));
+    assert_eq!(h.model.relay.active_conn(&key(2)), Some(b3));
     assert_eq!(h.stats().dup_conns, 3);
     h.frame(b2, ClientFrame::Ping([0; 8]));
     h.frame(b1, ClientFrame::Ignored);
-    assert_eq!(h.relay.active_conn(&key(2)), Some(b1));
+    assert_eq!(h.model.relay.active_conn(&key(2)), Some(b1));
 
     // The active one leaves: the most recent sender (b2), not the newest (b3), takes over.
     h.disconnect(b1);
-    assert_eq!(h.relay.active_conn(&key(2)), Some(b2));
+    assert_eq!(h.model.relay.active_conn(&key(2)), Some(b2));
     assert_eq!((h.stats().dup_keys, h.stats().dup_conns), (1, 2));
 
     h.disconnect(b2);
-    assert_eq!(h.relay.active_conn(&key(2)), Some(b3));
+    assert_eq!(h.model.relay.active_conn(&key(2)), Some(b3));
     assert_eq!((h.stats().dup_keys, h.stats().dup_conns), (0, 0));
     assert_eq!(h.counters().dup_conns_total, 2);
-    assert!(!h.relay.conn(b3).unwrap().is_dup);
+    assert!(!h.model.relay.conn(b3).unwrap().is_dup);
 
     // Watchers saw a PeerPresent per connection and one PeerGone, for the last one only.
     let mut expected = present(1, None, 1);
@@ -721,7 +682,7 @@ fn watcher_that_falls_behind_is_closed() {
     assert_eq!(h.take_actions(), vec![Action::Close(w)]);
     assert_eq!(h.counters().watcher_overflows, 1);
     assert_eq!(h.stats().watchers, 0);
-    assert!(h.relay.conn(w).unwrap().closing);
+    assert!(h.model.relay.conn(w).unwrap().closing);
     assert!(h.drain(w).is_empty(), "its pending updates were discarded");
 }
 
@@ -779,7 +740,7 @@ fn subscription_set_is_bounded_and_counts_what_it_forgets() {
         senders.push(id);
     }
     assert_eq!(
-        h.relay.conn(b).unwrap().saw_src.len(),
+        h.model.relay.conn(b).unwrap().saw_src.len(),
         MAX_PEER_GONE_SUBSCRIPTIONS
     );
     assert_eq!(h.counters().peer_gone_subscriptions_dropped, 1);
@@ -906,7 +867,9 @@ fn drain_order_and_size_limit() {
             data: &disco(1),
         },
     );
-    h.relay.broadcast_restarting(1000, 30_000, &mut h.actions);
+    h.model
+        .relay
+        .broadcast_restarting(1000, 30_000, &mut h.actions);
 
     let mut restarting = Vec::new();
     encode_restarting(&mut restarting, 1000, 30_000);
@@ -968,7 +931,11 @@ fn write_failure_moves_packets_from_sent_to_write_error() {
         }
     );
     assert_eq!(h.counters().sent.packets, 2);
-    h.inboxes.get_mut(&b).unwrap().note_write_failure(&drained);
+    h.model
+        .inboxes
+        .get_mut(&b)
+        .unwrap()
+        .note_write_failure(&drained);
     assert_eq!(h.drops(DropReason::WriteError, PacketKind::Disco), (1, 62));
     assert_eq!(h.drops(DropReason::WriteError, PacketKind::Other), (1, 100));
     assert_eq!(h.counters().sent, PacketTally::default());
@@ -1001,7 +968,7 @@ fn restarting_is_broadcast_to_every_connection() {
     let a = h.connect(client(1));
     let b = h.connect(client(2));
     h.take_actions();
-    h.relay.broadcast_restarting(5, 6, &mut h.actions);
+    h.model.relay.broadcast_restarting(5, 6, &mut h.actions);
     let mut woken = h.take_actions();
     woken.sort_by_key(|action| match action {
         Action::Wake(id) | Action::Close(id) => *id,
@@ -1020,13 +987,13 @@ fn idle_connection_state_is_small_and_unallocated() {
     assert!(size <= 320, "Conn is {size} bytes");
     let mut h = Harness::new();
     let a = h.connect(client(1));
-    let conn = h.relay.conn(a).unwrap();
+    let conn = h.model.relay.conn(a).unwrap();
     assert_eq!(conn.peer_gone.capacity(), 0);
     assert_eq!(conn.watch_updates.capacity(), 0);
     assert_eq!(conn.saw_src.capacity(), 0);
     let inbox = std::mem::size_of::<Inbox>();
     assert!(inbox <= 128, "Inbox is {inbox} bytes");
-    assert_eq!(h.inboxes[&a].queue_lens(), (0, 0));
+    assert_eq!(h.model.inboxes[&a].queue_lens(), (0, 0));
 }
 
 #[test]
@@ -1039,7 +1006,7 @@ fn metrics_render_as_prometheus_text() {
     h.drain(b);
     h.drain(a);
     let mut text = String::new();
-    h.relay.render_metrics_with(&h.tallies(), &mut text);
+    h.model.relay.render_metrics_with(&h.tallies(), &mut text);
     for line in [
         "tinyderp_connections 2",
         "tinyderp_accepts_total 2",
@@ -1133,7 +1100,11 @@ fn random_walk_keeps_gauges_consistent() {
                 let mut out = Vec::new();
                 let drained = h.drain_outgoing(id, &mut out, next(300) as usize);
                 if next(10) == 0 {
-                    h.inboxes.get_mut(&id).unwrap().note_write_failure(&drained);
+                    h.model
+                        .inboxes
+                        .get_mut(&id)
+                        .unwrap()
+                        .note_write_failure(&drained);
                 }
             }
             6 => {
@@ -1202,7 +1173,7 @@ fn owned_send_packet_is_delivered_like_a_parsed_one() {
     h.check();
     // An unknown sender is refused by the registry.
     assert_eq!(
-        h.relay.note_sender(ConnId(999), &mut h.actions),
+        h.model.relay.note_sender(ConnId(999), &mut h.actions),
         Err(Violation::UnknownConn(ConnId(999)))
     );
 }
@@ -1287,17 +1258,17 @@ fn conn_id_hasher_spreads_sequential_ids() {
 fn mesh_routes_forward_one_hop_and_local_wins() {
     use crate::proto::frame::encode_forward_packet;
     let mut h = Harness::new();
-    let peer = h.relay.mesh_mut().add_peer().unwrap();
+    let peer = h.model.relay.mesh_mut().add_peer().unwrap();
     let a = h.connect(client(1));
-    let lost = h.relay.mesh_mut().peer_connected(peer, key(0x50));
-    h.relay.note_left_region(&lost, &mut h.actions);
-    h.relay.mesh_mut().present(peer, key(2));
-    assert_eq!(h.relay.mesh().learned(peer), 1);
+    let lost = h.model.relay.mesh_mut().peer_connected(peer, key(0x50));
+    h.model.relay.note_left_region(&lost, &mut h.actions);
+    h.model.relay.mesh_mut().present(peer, key(2));
+    assert_eq!(h.model.relay.mesh().learned(peer), 1);
     h.take_actions();
     h.send(a, 2, b"far");
     assert_eq!(h.take_actions(), vec![Action::WakeMesh(peer)]);
     let mut out = Vec::new();
-    let drained = h.relay.mesh_mut().drain(peer, &mut out, usize::MAX);
+    let drained = h.model.relay.mesh_mut().drain(peer, &mut out, usize::MAX);
     let mut expected = Vec::new();
     encode_forward_packet(&mut expected, &key(1), &key(2), b"far");
     assert_eq!(out, expected);
@@ -1320,7 +1291,7 @@ fn mesh_routes_forward_one_hop_and_local_wins() {
         (1, 4)
     );
     // ... and counts as forwarded in from that peer (matched by its server key).
-    assert_eq!(h.relay.mesh().counters(peer).forwarded_in_packets, 1);
+    assert_eq!(h.model.relay.mesh().counters(peer).forwarded_in_packets, 1);
 
     // A local client with the same key wins.
     let b = h.connect(client(2));
@@ -1338,20 +1309,20 @@ fn mesh_routes_forward_one_hop_and_local_wins() {
     h.send(a, 2, b"again");
     assert_eq!(h.take_actions(), vec![Action::WakeMesh(peer)]);
     // The peer says it left: now `a`, which got packets from it, hears PeerGone.
-    assert!(h.relay.mesh_mut().gone(peer, &key(2)));
-    h.relay.note_left_region(&[key(2)], &mut h.actions);
+    assert!(h.model.relay.mesh_mut().gone(peer, &key(2)));
+    h.model.relay.note_left_region(&[key(2)], &mut h.actions);
     assert_eq!(h.drain(a), gone(2, PeerGoneReason::Disconnected));
 }
 
 #[test]
 fn mesh_peer_lost_drops_routes_and_tells_senders() {
     let mut h = Harness::new();
-    let peer = h.relay.mesh_mut().add_peer().unwrap();
+    let peer = h.model.relay.mesh_mut().add_peer().unwrap();
     let a = h.connect(client(1));
     let m = h.connect(mesh(0x50));
-    let lost = h.relay.mesh_mut().peer_connected(peer, key(0x50));
-    h.relay.note_left_region(&lost, &mut h.actions);
-    h.relay.mesh_mut().present(peer, key(2));
+    let lost = h.model.relay.mesh_mut().peer_connected(peer, key(0x50));
+    h.model.relay.note_left_region(&lost, &mut h.actions);
+    h.model.relay.mesh_mut().present(peer, key(2));
     h.frame(
         m,
         ClientFrame::ForwardPacket {
@@ -1362,11 +1333,11 @@ fn mesh_peer_lost_drops_routes_and_tells_senders() {
     );
     assert_eq!(h.drain(a), recv(2, b"from far"));
     h.send(a, 2, b"queued");
-    let lost = h.relay.mesh_mut().peer_lost(peer);
-    h.relay.note_left_region(&lost, &mut h.actions);
+    let lost = h.model.relay.mesh_mut().peer_lost(peer);
+    h.model.relay.note_left_region(&lost, &mut h.actions);
     assert_eq!(h.drain(a), gone(2, PeerGoneReason::Disconnected));
-    assert_eq!(h.relay.mesh().route(&key(2)), None);
-    assert_eq!(h.relay.mesh().counters(peer).dropped_packets, 1);
+    assert_eq!(h.model.relay.mesh().route(&key(2)), None);
+    assert_eq!(h.model.relay.mesh().counters(peer).dropped_packets, 1);
     // While the peer is away a disco packet to the key gets NotHere, as for any
     // unknown key.
     h.take_actions();
@@ -1377,7 +1348,7 @@ fn mesh_peer_lost_drops_routes_and_tells_senders() {
 #[test]
 fn mesh_clients_are_listed_up_to_the_bound() {
     let mut h = Harness::new();
-    assert_eq!(h.relay.mesh_clients(4), (Vec::new(), 0));
+    assert_eq!(h.model.relay.mesh_clients(4), (Vec::new(), 0));
     let w = h.connect(ConnParams {
         addr: Some("192.0.2.7:40000".parse().unwrap()),
         ..mesh(50)
@@ -1385,7 +1356,7 @@ fn mesh_clients_are_listed_up_to_the_bound() {
     h.frame(w, ClientFrame::WatchConns);
     h.connect(client(1));
     h.connect(mesh(51));
-    let (listed, total) = h.relay.mesh_clients(4);
+    let (listed, total) = h.model.relay.mesh_clients(4);
     assert_eq!(total, 2);
     let mut keys: Vec<_> = listed.iter().map(|m| (m.key, m.addr, m.watching)).collect();
     keys.sort_by_key(|(k, _, _)| k.0);
@@ -1396,8 +1367,8 @@ fn mesh_clients_are_listed_up_to_the_bound() {
             (key(51), None, false)
         ]
     );
-    let (listed, total) = h.relay.mesh_clients(1);
+    let (listed, total) = h.model.relay.mesh_clients(1);
     assert_eq!((listed.len(), total), (1, 2));
     h.disconnect(w);
-    assert_eq!(h.relay.mesh_clients(4).1, 1);
+    assert_eq!(h.model.relay.mesh_clients(4).1, 1);
 }
